@@ -1,0 +1,101 @@
+"""The application factory: wires settings, database, store, auth and the routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from gateway.api.fhir import router as fhir_router
+from gateway.api.responses import fhir_response
+from gateway.auth.routes import router as auth_router
+from gateway.auth.tokens import TokenService
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    Issue,
+    MethodNotAllowed,
+    NotFound,
+    operation_outcome,
+)
+from gateway.ops import install_operations
+from gateway.participants.demo import ensure_demo_participants
+from gateway.settings import Settings, get_settings
+from gateway.store.database import Database
+from gateway.store.repository import Store
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.database_url)
+        await database.migrate()
+        store = Store(database)
+        app.state.database = database
+        app.state.store = store
+        app.state.tokens = TokenService.from_settings(settings, database)
+        if settings.demo:
+            await ensure_demo_participants(settings, database, store)
+        try:
+            yield
+        finally:
+            await database.dispose()
+
+    app = FastAPI(
+        title="Brobygger",
+        summary="FHIR R4 gateway between Danish health and employment systems",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    _install_error_handlers(app)
+    install_operations(app, settings)
+    app.include_router(auth_router)
+    app.include_router(fhir_router, prefix="/fhir")
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def gateway_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)  # noqa: S101 - registered for this class only
+        return fhir_response(exc.outcome(), status_code=exc.status, headers=exc.headers)
+
+    async def validation_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101
+        issues = [
+            Issue(
+                "invalid",
+                str(err.get("msg", "invalid")),
+                ".".join(str(p) for p in err.get("loc", ())),
+            )
+            for err in exc.errors()
+        ]
+        return fhir_response(operation_outcome(issues), status_code=BadRequest.status)
+
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+        if exc.status_code == 404:
+            error: GatewayError = NotFound("no such endpoint")
+        elif exc.status_code == 405:
+            error = MethodNotAllowed("method not allowed on this endpoint")
+        else:
+            error = GatewayError(str(exc.detail))
+            error.status_code = exc.status_code  # type: ignore[attr-defined]
+        status = exc.status_code if exc.status_code >= 400 else 500
+        return fhir_response(error.outcome(), status_code=status)
+
+    async def unexpected_error(_request: Request, _exc: Exception) -> Response:
+        # Never a stack trace (or health data) on the wire; the log has the details.
+        outcome = operation_outcome([Issue("exception", "internal error; see the gateway log")])
+        return fhir_response(outcome, status_code=500)
+
+    app.add_exception_handler(GatewayError, gateway_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,5 @@
+"""Placeholder: SMART Backend Services routes (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

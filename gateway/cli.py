@@ -1,0 +1,59 @@
+"""The ``brobygger`` command line: serve, migrate, participants, tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import typer
+import uvicorn
+
+from gateway.participants.cli import register as register_participant_commands
+from gateway.settings import Settings
+from gateway.store.database import Database
+
+app = typer.Typer(no_args_is_help=True, help="Brobygger FHIR gateway")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema")
+app.add_typer(db_app, name="db")
+register_participant_commands(app)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+    port: int = typer.Option(8080, help="TCP port"),
+    demo: bool = typer.Option(False, help="create the demo participants and their dev keys"),
+    workers: int = typer.Option(1, help="worker processes (PostgreSQL only for more than 1)"),
+) -> None:
+    """Start the gateway (migrates the database first)."""
+    if demo:
+        os.environ["BROBYGGER_DEMO"] = "true"
+    os.environ.setdefault("BROBYGGER_BASE_URL", f"http://{host}:{port}")
+    settings = Settings()
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all schema migrations to BROBYGGER_DATABASE_URL."""
+    settings = Settings()
+
+    async def run() -> str | None:
+        database = Database(settings.database_url)
+        try:
+            await database.migrate()
+            return await database.current_revision()
+        finally:
+            await database.dispose()
+
+    revision = asyncio.run(run())
+    typer.echo(f"database at revision {revision}")

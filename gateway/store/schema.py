@@ -1,0 +1,138 @@
+"""Tables of the store (SQLAlchemy Core). Migrations in ``migrations/`` must match this file.
+
+Resources are versioned: ``resource_history`` keeps every version (a delete is a tombstone
+version), ``resources`` holds the current one. The ``idx_*`` tables index the current version
+of each resource and are written in the same transaction as the resource.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+TYPE = 64
+ID = 64
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("type", String(TYPE), primary_key=True),
+    Column("id", String(ID), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", DateTime, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", Text, nullable=True),
+    Index(None, "type", "last_updated"),
+)
+
+resource_history = Table(
+    "resource_history",
+    metadata,
+    Column("type", String(TYPE), primary_key=True),
+    Column("id", String(ID), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("last_updated", DateTime, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("content", Text, nullable=True),
+    Index(None, "type", "last_updated"),
+    Index(None, "last_updated"),
+)
+
+idx_token = Table(
+    "idx_token",
+    metadata,
+    Column("type", String(TYPE), nullable=False),
+    Column("id", String(ID), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("system", String(255), nullable=True),
+    Column("code", String(255), nullable=True),
+    Index(None, "type", "param", "code"),
+    Index(None, "type", "id"),
+)
+
+idx_string = Table(
+    "idx_string",
+    metadata,
+    Column("type", String(TYPE), nullable=False),
+    Column("id", String(ID), nullable=False),
+    Column("param", String(64), nullable=False),
+    # ``norm`` is lower-cased with accents folded (default search); ``exact`` is as written.
+    Column("norm", String(255), nullable=False),
+    Column("exact", String(255), nullable=False),
+    Index(None, "type", "param", "norm"),
+    Index(None, "type", "id"),
+)
+
+idx_date = Table(
+    "idx_date",
+    metadata,
+    Column("type", String(TYPE), nullable=False),
+    Column("id", String(ID), nullable=False),
+    Column("param", String(64), nullable=False),
+    # The instant range a date value covers: 1980-01 is [1980-01-01T00:00, 1980-02-01T00:00).
+    Column("low", DateTime, nullable=False),
+    Column("high", DateTime, nullable=False),
+    Index(None, "type", "param", "low"),
+    Index(None, "type", "id"),
+)
+
+idx_reference = Table(
+    "idx_reference",
+    metadata,
+    Column("type", String(TYPE), nullable=False),
+    Column("id", String(ID), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("target_type", String(TYPE), nullable=False),
+    Column("target_id", String(255), nullable=False),
+    Index(None, "type", "param", "target_type", "target_id"),
+    Index(None, "target_type", "target_id"),
+    Index(None, "type", "id"),
+)
+
+INDEX_TABLES = (idx_token, idx_string, idx_date, idx_reference)
+
+participants = Table(
+    "participants",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("display", String(255), nullable=False),
+    # JSON list of FHIR Identifiers ({"system", "value"}).
+    Column("identifiers", Text, nullable=False),
+    # The participant's Organization resource id in the FHIR store.
+    Column("organization_id", String(ID), nullable=True),
+    # Public JWKS (JSON); private keys never enter the database.
+    Column("jwks", Text, nullable=False),
+    Column("endpoint", String(1024), nullable=True),
+    Column("mailbox", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# Client-assertion ids already used (replay protection across all gateway processes).
+used_assertions = Table(
+    "used_assertions",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("jti", String(255), primary_key=True),
+    Column("expires_at", DateTime, nullable=False),
+    Index(None, "expires_at"),
+)
