@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings.database_url)
         await database.migrate()
-        store = Store(database)
+        store = Store(database, fhir_base=settings.fhir_base)
         app.state.database = database
         app.state.store = store
         app.state.tokens = TokenService.from_settings(settings, database)

@@ -1,0 +1,478 @@
+"""The FHIR REST API at ``/fhir`` (application/fhir+json)."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib.metadata import version as package_version
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway.api.capability import capability_statement
+from gateway.api.responses import fhir_response
+from gateway.auth.principal import Action, Principal
+from gateway.deps import PrincipalDep, SettingsDep, StoreDep
+from gateway.errors import (
+    BadRequest,
+    Forbidden,
+    InvalidResource,
+    Issue,
+    NotFound,
+    PayloadTooLarge,
+    UnprocessableResource,
+    UnsupportedMediaType,
+)
+from gateway.search.dates import date_range, format_instant
+from gateway.settings import Settings
+from gateway.store.bundles import run_batch, run_transaction
+from gateway.store.repository import HistoryEntry, Store, WriteResult
+from profiles.fhir_release import SUPPORTED_TYPES, ResourceInvalid, validate_resource
+
+router = APIRouter(tags=["FHIR"])
+
+_ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+_SUPPORTED = frozenset(SUPPORTED_TYPES)
+
+
+def _check_type(rtype: str) -> None:
+    if rtype not in _SUPPORTED:
+        raise NotFound(f"resource type '{rtype}' is not supported here", expression=rtype)
+
+
+def _check_id(rid: str) -> None:
+    if not _ID_RE.match(rid):
+        raise BadRequest("not a valid resource id (1-64 of A-Z a-z 0-9 - .)", expression="id")
+
+
+def _authorize(principal: Principal, rtype: str, action: Action) -> None:
+    if not principal.allows(rtype, action):
+        raise Forbidden(f"the access token has no scope to {action} {rtype}")
+
+
+async def _body(request: Request, settings: Settings) -> dict[str, Any]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in _JSON_TYPES:
+        raise UnsupportedMediaType(
+            "send application/fhir+json", expression="Content-Type", headers={}
+        )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        raise PayloadTooLarge(f"the body is larger than {settings.max_body_bytes} bytes")
+    raw = await request.body()
+    if len(raw) > settings.max_body_bytes:
+        raise PayloadTooLarge(f"the body is larger than {settings.max_body_bytes} bytes")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("the body is not valid JSON", expression="$") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object (a FHIR resource)", expression="$")
+    return data
+
+
+def _validated(data: dict[str, Any], expected: str | None, *, status_422: bool) -> dict[str, Any]:
+    try:
+        return validate_resource(data, expected)
+    except ResourceInvalid as exc:
+        issues = [
+            Issue("invalid" if not status_422 else "structure", i.message, i.expression)
+            for i in exc.issues
+        ]
+        error_class = UnprocessableResource if status_422 else InvalidResource
+        raise error_class("the resource is not valid FHIR R4", issues=issues) from exc
+
+
+def _write_headers(result: WriteResult, settings: Settings) -> dict[str, str]:
+    return {
+        "ETag": f'W/"{result.version}"',
+        "Last-Modified": result.resource["meta"]["lastUpdated"],
+        "Location": (
+            f"{settings.fhir_base}/{result.resource_type}/{result.id}/_history/{result.version}"
+        ),
+    }
+
+
+def _read_headers(resource: dict[str, Any]) -> dict[str, str]:
+    meta = resource.get("meta", {})
+    return {
+        "ETag": f'W/"{meta.get("versionId", "")}"',
+        "Last-Modified": meta.get("lastUpdated", ""),
+    }
+
+
+def _prefer(request: Request) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in request.headers.get("prefer", "").split(";"):
+        for item in part.split(","):
+            key, _, value = item.strip().partition("=")
+            if key:
+                out[key.lower()] = value.strip().strip('"')
+    return out
+
+
+def _write_response(request: Request, result: WriteResult, settings: Settings) -> Response:
+    status = 201 if result.created else 200
+    headers = _write_headers(result, settings)
+    if _prefer(request).get("return") == "minimal":
+        return Response(status_code=status, headers=headers)
+    return fhir_response(result.resource, status_code=status, headers=headers)
+
+
+# --- whole system --------------------------------------------------------------------------
+
+
+@router.get("/metadata")
+async def metadata(settings: SettingsDep) -> Response:
+    """The CapabilityStatement (no token needed)."""
+    return fhir_response(capability_statement(settings, package_version("brobygger")))
+
+
+@router.post("")
+@router.post("/")
+async def transaction_or_batch(
+    request: Request, principal: PrincipalDep, store: StoreDep, settings: SettingsDep
+) -> Response:
+    """Run a transaction (all or nothing) or a batch Bundle."""
+    data = await _body(request, settings)
+    if data.get("resourceType") != "Bundle" or data.get("type") not in ("transaction", "batch"):
+        raise BadRequest(
+            "POST /fhir takes a Bundle of type transaction or batch", expression="Bundle.type"
+        )
+    bundle = _validated(data, "Bundle", status_422=False)
+    for i, entry in enumerate(bundle.get("entry", [])):
+        url = str(entry.get("request", {}).get("url", ""))
+        if url.startswith(settings.fhir_base + "/"):
+            url = url[len(settings.fhir_base) + 1 :]
+        rtype = url.split("?")[0].split("/")[0]
+        method = str(entry.get("request", {}).get("method", "GET")).upper()
+        if rtype not in _SUPPORTED:
+            raise NotFound(
+                f"resource type '{rtype}' is not supported here",
+                expression=f"Bundle.entry[{i}].request.url",
+            )
+        _authorize(principal, rtype, "read" if method == "GET" else "write")
+    if bundle["type"] == "transaction":
+        return fhir_response(await run_transaction(store, bundle))
+    return fhir_response(await run_batch(store, bundle))
+
+
+@router.get("/_history")
+async def system_history(
+    request: Request, principal: PrincipalDep, store: StoreDep, settings: SettingsDep
+) -> Response:
+    """Every change, newest first."""
+    _authorize(principal, "*", "read")
+    return await _history(request, store, settings, None, None)
+
+
+# --- type level ----------------------------------------------------------------------------
+
+
+@router.get("/{resource_type}")
+async def search_type(
+    resource_type: str,
+    request: Request,
+    principal: PrincipalDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> Response:
+    """Search (GET)."""
+    _check_type(resource_type)
+    _authorize(principal, resource_type, "read")
+    return await _search(
+        request, store, settings, resource_type, request.query_params.multi_items()
+    )
+
+
+@router.post("/{resource_type}/_search")
+async def search_type_post(
+    resource_type: str,
+    request: Request,
+    principal: PrincipalDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> Response:
+    """Search (POST, form-encoded parameters)."""
+    _check_type(resource_type)
+    _authorize(principal, resource_type, "read")
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    items = list(request.query_params.multi_items())
+    if media == "application/x-www-form-urlencoded":
+        items += parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
+    elif media:
+        raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded")
+    return await _search(request, store, settings, resource_type, items)
+
+
+@router.post("/{resource_type}")
+async def create(
+    resource_type: str,
+    request: Request,
+    principal: PrincipalDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> Response:
+    """Create (the server assigns the id); conditional with If-None-Exist."""
+    _check_type(resource_type)
+    _authorize(principal, resource_type, "write")
+    data = await _body(request, settings)
+    resource = _validated(data, resource_type, status_422=False)
+    resource.pop("id", None)
+    if_none_exist = request.headers.get("if-none-exist")
+    result = await store.create(resource, if_none_exist=if_none_exist)
+    if result.matched_existing:
+        return fhir_response(
+            result.resource, status_code=200, headers=_read_headers(result.resource)
+        )
+    return _write_response(request, result, settings)
+
+
+@router.get("/{resource_type}/_history")
+async def type_history(
+    resource_type: str,
+    request: Request,
+    principal: PrincipalDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> Response:
+    """Every version of every resource of the type, newest first."""
+    _check_type(resource_type)
+    _authorize(principal, resource_type, "read")
+    return await _history(request, store, settings, resource_type, None)
+
+
+# --- instance level ------------------------------------------------------------------------
+
+
+@router.get("/{resource_type}/{resource_id}")
+async def read(
+    resource_type: str, resource_id: str, principal: PrincipalDep, store: StoreDep
+) -> Response:
+    """Read the current version."""
+    _check_type(resource_type)
+    _check_id(resource_id)
+    _authorize(principal, resource_type, "read")
+    resource = await store.read(resource_type, resource_id)
+    return fhir_response(resource, headers=_read_headers(resource))
+
+
+@router.put("/{resource_type}/{resource_id}")
+async def update(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> Response:
+    """Update (or create with a client id); If-Match checks the version."""
+    _check_type(resource_type)
+    _check_id(resource_id)
+    _authorize(principal, resource_type, "write")
+    data = await _body(request, settings)
+    if data.get("id") != resource_id:
+        raise BadRequest("the resource's id must equal the id in the URL", expression="id")
+    resource = _validated(data, resource_type, status_422=False)
+    result = await store.update(
+        resource_type, resource_id, resource, if_match=request.headers.get("if-match")
+    )
+    return _write_response(request, result, settings)
+
+
+@router.delete("/{resource_type}/{resource_id}")
+async def delete(
+    resource_type: str, resource_id: str, principal: PrincipalDep, store: StoreDep
+) -> Response:
+    """Delete (a tombstone version; history stays)."""
+    _check_type(resource_type)
+    _check_id(resource_id)
+    _authorize(principal, resource_type, "write")
+    version = await store.delete(resource_type, resource_id)
+    headers = {"ETag": f'W/"{version}"'} if version is not None else {}
+    return Response(status_code=204, headers=headers)
+
+
+@router.get("/{resource_type}/{resource_id}/_history")
+async def instance_history(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> Response:
+    """Every version of one resource, newest first."""
+    _check_type(resource_type)
+    _check_id(resource_id)
+    _authorize(principal, resource_type, "read")
+    return await _history(request, store, settings, resource_type, resource_id)
+
+
+@router.get("/{resource_type}/{resource_id}/_history/{version_id}")
+async def vread(
+    resource_type: str,
+    resource_id: str,
+    version_id: str,
+    principal: PrincipalDep,
+    store: StoreDep,
+) -> Response:
+    """Read one version."""
+    _check_type(resource_type)
+    _check_id(resource_id)
+    _authorize(principal, resource_type, "read")
+    resource = await store.vread(resource_type, resource_id, version_id)
+    return fhir_response(resource, headers=_read_headers(resource))
+
+
+# --- bundles -------------------------------------------------------------------------------
+
+
+def _page_url(settings: Settings, path: str, params: list[tuple[str, str]]) -> str:
+    query = urlencode(params)
+    return f"{settings.fhir_base}/{path}" + (f"?{query}" if query else "")
+
+
+def _paging_links(
+    settings: Settings,
+    path: str,
+    params: list[tuple[str, str]],
+    count: int,
+    offset: int,
+    returned: int,
+    total: int | None,
+) -> list[dict[str, str]]:
+    def url(at: int) -> str:
+        return _page_url(settings, path, [*params, ("_count", str(count)), ("_offset", str(at))])
+
+    links = [{"relation": "self", "url": url(offset)}, {"relation": "first", "url": url(0)}]
+    if offset > 0 and count > 0:
+        links.append({"relation": "previous", "url": url(max(0, offset - count))})
+    has_next = (offset + returned < total) if total is not None else returned == count
+    if count > 0 and has_next and returned > 0:
+        links.append({"relation": "next", "url": url(offset + count)})
+    if total is not None and count > 0:
+        last = max(0, (total - 1) // count * count)
+        links.append({"relation": "last", "url": url(last)})
+    return links
+
+
+async def _search(
+    request: Request,
+    store: Store,
+    settings: Settings,
+    rtype: str,
+    items: list[tuple[str, str]],
+) -> Response:
+    lenient = _prefer(request).get("handling") == "lenient"
+    query = store.parse(
+        rtype,
+        list(items),
+        lenient=lenient,
+        default_count=settings.default_page_size,
+        max_count=settings.max_page_size,
+    )
+    result = await store.search(query)
+    params = [(k, v) for k, v in query.link_params if k != "_count"]
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if result.total is not None:
+        bundle["total"] = result.total
+    bundle["link"] = _paging_links(
+        settings, rtype, params, query.count, query.offset, len(result.matches), result.total
+    )
+    entries: list[dict[str, Any]] = [
+        {
+            "fullUrl": f"{settings.fhir_base}/{r['resourceType']}/{r['id']}",
+            "resource": r,
+            "search": {"mode": "match"},
+        }
+        for r in result.matches
+    ]
+    entries += [
+        {
+            "fullUrl": f"{settings.fhir_base}/{r['resourceType']}/{r['id']}",
+            "resource": r,
+            "search": {"mode": "include"},
+        }
+        for r in result.included
+    ]
+    if query.warnings:
+        entries.append(
+            {
+                "resource": {
+                    "resourceType": "OperationOutcome",
+                    "issue": [w.to_fhir() for w in query.warnings],
+                },
+                "search": {"mode": "outcome"},
+            }
+        )
+    if entries:
+        bundle["entry"] = entries
+    return fhir_response(bundle)
+
+
+def _history_entry(settings: Settings, entry: HistoryEntry) -> dict[str, Any]:
+    url = f"{entry.resource_type}/{entry.id}"
+    out: dict[str, Any] = {"fullUrl": f"{settings.fhir_base}/{url}"}
+    if entry.resource is not None:
+        out["resource"] = entry.resource
+    status = {"POST": "201 Created", "PUT": "200 OK", "DELETE": "204 No Content"}[entry.method]
+    out["request"] = {
+        "method": entry.method,
+        "url": url if entry.method != "POST" else entry.resource_type,
+    }
+    out["response"] = {
+        "status": status,
+        "etag": f'W/"{entry.version}"',
+        "lastModified": format_instant(entry.last_updated),
+    }
+    return out
+
+
+async def _history(
+    request: Request,
+    store: Store,
+    settings: Settings,
+    rtype: str | None,
+    rid: str | None,
+) -> Response:
+    params = request.query_params
+    count = min(
+        _int_param(params.get("_count"), settings.default_page_size, "_count"),
+        settings.max_page_size,
+    )
+    offset = _int_param(params.get("_offset"), 0, "_offset")
+    since = None
+    if params.get("_since"):
+        try:
+            since = date_range(params["_since"])[0]
+        except ValueError as exc:
+            raise BadRequest("_since needs a FHIR instant", expression="_since") from exc
+    unknown = set(params) - {"_count", "_offset", "_since", "_format", "_pretty"}
+    if unknown and _prefer(request).get("handling") != "lenient":
+        raise BadRequest(
+            f"unknown history parameter {sorted(unknown)[0]}", expression=sorted(unknown)[0]
+        )
+    entries, total = await store.history(rtype, rid, since=since, count=count, offset=offset)
+    path = "/".join(p for p in (rtype, rid, "_history") if p)
+    link_params = [("_since", params["_since"])] if since else []
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": total,
+        "link": _paging_links(settings, path, link_params, count, offset, len(entries), total),
+    }
+    if entries:
+        bundle["entry"] = [_history_entry(settings, e) for e in entries]
+    return fhir_response(bundle)
+
+
+def _int_param(raw: str | None, default: int, name: str) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 9:
+        raise BadRequest(f"'{name}' needs a non-negative whole number", expression=name)
+    return int(raw)

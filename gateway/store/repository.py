@@ -1,0 +1,570 @@
+"""The FHIR resource store: versioned writes, reads, history and search over SQLAlchemy Core.
+
+Every write is one transaction that adds a version to ``resource_history``, replaces the
+current row in ``resources`` and rewrites the resource's search index rows. ``Writer`` holds
+the primitives that run inside such a transaction, so a transaction Bundle (``bundles.py``)
+can do many writes atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.errors import (
+    BadRequest,
+    Conflict,
+    GatewayError,
+    Gone,
+    NotFound,
+    PreconditionFailed,
+    StoreUnavailable,
+)
+from gateway.search.dates import format_instant, utc_now
+from gateway.search.indexing import index_resource
+from gateway.search.query import Include, SearchRequest, SortKey, parse_search
+from gateway.store.database import Database
+from gateway.store.schema import (
+    INDEX_TABLES,
+    idx_date,
+    idx_reference,
+    idx_string,
+    idx_token,
+    resource_history,
+    resources,
+)
+
+_SORT_TABLES = {"date": idx_date, "string": idx_string, "token": idx_token, "uri": idx_token}
+
+
+@dataclass(slots=True)
+class WriteResult:
+    resource: dict[str, Any]
+    created: bool
+    # True when a conditional create found an existing match and wrote nothing.
+    matched_existing: bool = False
+
+    @property
+    def resource_type(self) -> str:
+        return str(self.resource["resourceType"])
+
+    @property
+    def id(self) -> str:
+        return str(self.resource["id"])
+
+    @property
+    def version(self) -> str:
+        return str(self.resource["meta"]["versionId"])
+
+
+@dataclass(slots=True)
+class SearchResult:
+    matches: list[dict[str, Any]]
+    included: list[dict[str, Any]] = field(default_factory=list)
+    total: int | None = None
+
+
+@dataclass(slots=True)
+class HistoryEntry:
+    resource_type: str
+    id: str
+    version: int
+    last_updated: datetime
+    method: str
+    resource: dict[str, Any] | None
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _etag_version(if_match: str) -> str:
+    value = if_match.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+def _translate_db_error(exc: DBAPIError, operation: str) -> GatewayError:
+    if isinstance(exc, IntegrityError):
+        return Conflict(f"concurrent {operation}; retry with the current version")
+    if isinstance(exc, OperationalError):
+        return StoreUnavailable(f"the store is unavailable for {operation}; retry later")
+    return StoreUnavailable(f"store error during {operation}")
+
+
+class Writer:
+    """Write primitives bound to one open transaction."""
+
+    def __init__(self, conn: AsyncConnection, store: Store) -> None:
+        self.conn = conn
+        self.store = store
+
+    async def _current(self, rtype: str, rid: str) -> Any:
+        query = select(resources.c.version, resources.c.deleted).where(
+            resources.c.type == rtype, resources.c.id == rid
+        )
+        if not self.store.database.is_sqlite:
+            query = query.with_for_update()
+        return (await self.conn.execute(query)).first()
+
+    async def put(
+        self,
+        resource: dict[str, Any],
+        *,
+        if_match: str | None = None,
+        must_exist: bool = False,
+    ) -> WriteResult:
+        """Write ``resource`` as the next version of its type/id (create if new)."""
+        rtype, rid = resource["resourceType"], resource["id"]
+        current = await self._current(rtype, rid)
+        if current is None and must_exist:
+            raise NotFound(f"{rtype}/{rid} does not exist")
+        if if_match is not None:
+            expected = _etag_version(if_match)
+            if current is None or str(current.version) != expected:
+                raise PreconditionFailed(
+                    f"If-Match {if_match} does not match the current version of {rtype}/{rid}",
+                    expression="If-Match",
+                )
+        version = 1 if current is None else current.version + 1
+        now = utc_now()
+        meta = dict(resource.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = format_instant(now)
+        stored = {**resource, "meta": meta}
+        # Keep resourceType and id first on the wire, as people expect to read them.
+        stored = {"resourceType": rtype, "id": rid, **stored}
+        content = json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
+        await self.conn.execute(
+            insert(resource_history).values(
+                type=rtype,
+                id=rid,
+                version=version,
+                last_updated=now,
+                deleted=False,
+                method="POST" if current is None else "PUT",
+                content=content,
+            )
+        )
+        row = {"version": version, "last_updated": now, "deleted": False, "content": content}
+        if current is None:
+            await self.conn.execute(insert(resources).values(type=rtype, id=rid, **row))
+        else:
+            await self.conn.execute(
+                update(resources)
+                .where(resources.c.type == rtype, resources.c.id == rid)
+                .values(**row)
+            )
+        await self._reindex(rtype, rid, stored)
+        created = current is None or bool(current.deleted)
+        return WriteResult(stored, created=created)
+
+    async def delete(self, rtype: str, rid: str) -> int | None:
+        """Tombstone the resource; return the tombstone's version (None if nothing to do)."""
+        current = await self._current(rtype, rid)
+        if current is None or current.deleted:
+            return None
+        version = current.version + 1
+        now = utc_now()
+        await self.conn.execute(
+            insert(resource_history).values(
+                type=rtype,
+                id=rid,
+                version=version,
+                last_updated=now,
+                deleted=True,
+                method="DELETE",
+                content=None,
+            )
+        )
+        await self.conn.execute(
+            update(resources)
+            .where(resources.c.type == rtype, resources.c.id == rid)
+            .values(version=version, last_updated=now, deleted=True, content=None)
+        )
+        await self._clear_index(rtype, rid)
+        return int(version)
+
+    async def _clear_index(self, rtype: str, rid: str) -> None:
+        for table in INDEX_TABLES:
+            await self.conn.execute(delete(table).where(table.c.type == rtype, table.c.id == rid))
+
+    async def _reindex(self, rtype: str, rid: str, resource: dict[str, Any]) -> None:
+        await self._clear_index(rtype, rid)
+        rows = index_resource(resource)
+        for table, values in (
+            (idx_token, rows.token),
+            (idx_string, rows.string),
+            (idx_date, rows.date),
+            (idx_reference, rows.reference),
+        ):
+            if values:
+                await self.conn.execute(
+                    insert(table), [{"type": rtype, "id": rid, **v} for v in values]
+                )
+
+    async def search_ids(self, rtype: str, criteria: str, *, limit: int = 2) -> list[str]:
+        """Ids matching a conditional ``criteria`` query string (for If-None-Exist etc.)."""
+        request = self.store.parse(rtype, _parse_qs(criteria))
+        if not request.conditions:
+            raise BadRequest("a conditional operation needs search criteria", expression=rtype)
+        query = (
+            select(resources.c.id)
+            .where(resources.c.type == rtype, resources.c.deleted == false(), *request.conditions)
+            .limit(limit)
+        )
+        return [row.id for row in await self.conn.execute(query)]
+
+    async def create(
+        self, resource: dict[str, Any], *, if_none_exist: str | None = None
+    ) -> WriteResult:
+        rtype = resource["resourceType"]
+        if if_none_exist:
+            found = await self.search_ids(rtype, if_none_exist)
+            if len(found) > 1:
+                raise PreconditionFailed(
+                    "If-None-Exist matches more than one resource", expression="If-None-Exist"
+                )
+            if found:
+                existing = await self.store.read(rtype, found[0], conn=self.conn)
+                return WriteResult(existing, created=False, matched_existing=True)
+        return await self.put({**resource, "id": new_id()})
+
+
+def _parse_qs(criteria: str) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
+
+
+class Store:
+    """The gateway's resource store (stateless; any number of processes may share it)."""
+
+    def __init__(self, database: Database, *, fhir_base: str = "") -> None:
+        self.database = database
+        self.fhir_base = fhir_base
+        # One writer at a time per process on SQLite (the file takes one writer anyway);
+        # BEGIN IMMEDIATE plus busy_timeout orders writers across processes.
+        self._sqlite_write_lock = asyncio.Lock() if database.is_sqlite else None
+
+    # --- transactions ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def write(self, operation: str = "write") -> AsyncIterator[Writer]:
+        """One write transaction; commits on success, rolls back on any error."""
+        try:
+            if self._sqlite_write_lock is not None:
+                async with self._sqlite_write_lock:
+                    async with self.database.engine.connect() as conn:
+                        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                        try:
+                            yield Writer(conn, self)
+                        except BaseException:
+                            await conn.exec_driver_sql("ROLLBACK")
+                            raise
+                        await conn.exec_driver_sql("COMMIT")
+            else:
+                async with self.database.engine.begin() as conn:
+                    yield Writer(conn, self)
+        except DBAPIError as exc:
+            raise _translate_db_error(exc, operation) from exc
+
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.database.engine.connect() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise _translate_db_error(exc, "read") from exc
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def create(
+        self, resource: dict[str, Any], *, if_none_exist: str | None = None
+    ) -> WriteResult:
+        async with self.write("create") as writer:
+            return await writer.create(resource, if_none_exist=if_none_exist)
+
+    async def update(
+        self,
+        rtype: str,
+        rid: str,
+        resource: dict[str, Any],
+        *,
+        if_match: str | None = None,
+    ) -> WriteResult:
+        async with self.write("update") as writer:
+            return await writer.put({**resource, "id": rid}, if_match=if_match)
+
+    async def delete(self, rtype: str, rid: str) -> int | None:
+        async with self.write("delete") as writer:
+            return await writer.delete(rtype, rid)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def read(
+        self, rtype: str, rid: str, *, conn: AsyncConnection | None = None
+    ) -> dict[str, Any]:
+        query = select(resources.c.deleted, resources.c.content, resources.c.version).where(
+            resources.c.type == rtype, resources.c.id == rid
+        )
+        if conn is not None:
+            row = (await conn.execute(query)).first()
+        else:
+            async with self.read_connection() as own:
+                row = (await own.execute(query)).first()
+        if row is None:
+            raise NotFound(f"{rtype}/{rid} is not known")
+        if row.deleted:
+            raise Gone(f"{rtype}/{rid} was deleted", headers={"ETag": f'W/"{row.version}"'})
+        content: dict[str, Any] = json.loads(row.content)
+        return content
+
+    async def vread(self, rtype: str, rid: str, version: str) -> dict[str, Any]:
+        if not version.isdigit():
+            raise NotFound(f"{rtype}/{rid} has no version {version!r}")
+        query = select(resource_history.c.deleted, resource_history.c.content).where(
+            resource_history.c.type == rtype,
+            resource_history.c.id == rid,
+            resource_history.c.version == int(version),
+        )
+        async with self.read_connection() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound(f"{rtype}/{rid} has no version {version}")
+        if row.deleted:
+            raise Gone(f"version {version} of {rtype}/{rid} is a deletion")
+        content: dict[str, Any] = json.loads(row.content)
+        return content
+
+    async def history(
+        self,
+        rtype: str | None = None,
+        rid: str | None = None,
+        *,
+        since: datetime | None = None,
+        count: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[HistoryEntry], int]:
+        """Versions newest first, and how many there are in all."""
+        h = resource_history
+        conditions: list[ColumnElement[bool]] = []
+        if rtype is not None:
+            conditions.append(h.c.type == rtype)
+        if rid is not None:
+            conditions.append(h.c.id == rid)
+        if since is not None:
+            conditions.append(h.c.last_updated >= since)
+        query = (
+            select(h)
+            .where(*conditions)
+            .order_by(h.c.last_updated.desc(), h.c.type, h.c.id, h.c.version.desc())
+            .limit(count)
+            .offset(offset)
+        )
+        count_query = select(func.count()).select_from(h).where(*conditions)
+        async with self.read_connection() as conn:
+            rows = (await conn.execute(query)).all()
+            total = int((await conn.execute(count_query)).scalar_one())
+        if rid is not None and total == 0:
+            raise NotFound(f"{rtype}/{rid} is not known")
+        entries = [
+            HistoryEntry(
+                r.type,
+                r.id,
+                r.version,
+                r.last_updated,
+                r.method,
+                json.loads(r.content) if r.content else None,
+            )
+            for r in rows
+        ]
+        return entries, total
+
+    # --- search ---------------------------------------------------------------------------
+
+    def parse(
+        self,
+        rtype: str,
+        items: list[tuple[str, str]],
+        *,
+        lenient: bool = False,
+        default_count: int = 50,
+        max_count: int = 500,
+    ) -> SearchRequest:
+        return parse_search(
+            rtype,
+            items,
+            fhir_base=self.fhir_base,
+            lenient=lenient,
+            default_count=default_count,
+            max_count=max_count,
+        )
+
+    def _order(self, request: SearchRequest) -> list[Any]:
+        order: list[Any] = []
+        keys = request.sort or [SortKey("_lastUpdated", False)]
+        for key in keys:
+            if key.name == "_id":
+                column: Any = resources.c.id
+            elif key.name == "_lastUpdated":
+                column = resources.c.last_updated
+            else:
+                column = self._sort_value(request.resource_type, key)
+            order.append(
+                column.desc().nulls_last() if key.descending else column.asc().nulls_last()
+            )
+        order.append(resources.c.id.asc())
+        return order
+
+    def _sort_value(self, rtype: str, key: SortKey) -> Any:
+        from gateway.search.parameters import params_for
+
+        param = params_for(rtype)[key.name]
+        table = _SORT_TABLES[param.kind].alias()
+        column = {"date": "low", "string": "norm"}.get(param.kind, "code")
+        aggregate = func.max if key.descending else func.min
+        return (
+            select(aggregate(table.c[column]))
+            .where(table.c.type == rtype, table.c.id == resources.c.id, table.c.param == key.name)
+            .scalar_subquery()
+        )
+
+    def _matching(self, request: SearchRequest) -> list[ColumnElement[bool]]:
+        return [
+            resources.c.type == request.resource_type,
+            resources.c.deleted == false(),
+            *request.conditions,
+        ]
+
+    async def search(self, request: SearchRequest) -> SearchResult:
+        where = self._matching(request)
+        async with self.read_connection() as conn:
+            total: int | None = None
+            if request.summary_count or request.total != "none":
+                count_query = select(func.count()).select_from(resources).where(*where)
+                total = int((await conn.execute(count_query)).scalar_one())
+            if request.summary_count or request.count == 0:
+                return SearchResult([], total=total)
+            query: Select[Any] = (
+                select(resources.c.id, resources.c.content)
+                .where(*where)
+                .order_by(*self._order(request))
+                .limit(request.count)
+                .offset(request.offset)
+            )
+            rows = (await conn.execute(query)).all()
+            matches = [json.loads(r.content) for r in rows]
+            included = await self._included(conn, request, matches)
+        return SearchResult(matches, included, total)
+
+    async def _included(
+        self,
+        conn: AsyncConnection,
+        request: SearchRequest,
+        matches: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        if not matches or not (request.includes or request.revincludes):
+            return []
+        seen = {(r["resourceType"], r["id"]) for r in matches}
+        included: list[dict[str, Any]] = []
+        frontier = list(seen)
+        for depth in range(3):
+            new: list[dict[str, Any]] = []
+            for inc in request.includes:
+                if depth > 0 and not inc.iterate:
+                    continue
+                new += await self._forward(conn, inc, frontier, seen)
+            if depth == 0 or any(i.iterate for i in request.revincludes):
+                for inc in request.revincludes:
+                    if depth > 0 and not inc.iterate:
+                        continue
+                    new += await self._reverse(conn, inc, frontier, seen)
+            included += new
+            frontier = [(r["resourceType"], r["id"]) for r in new]
+            if not frontier or not any(i.iterate for i in request.includes + request.revincludes):
+                break
+        return included
+
+    async def _forward(
+        self,
+        conn: AsyncConnection,
+        inc: Include,
+        frontier: Sequence[tuple[str, str]],
+        seen: set[tuple[str, str]],
+    ) -> list[dict[str, Any]]:
+        ids = [rid for rtype, rid in frontier if rtype == inc.source_type]
+        if not ids:
+            return []
+        conds = [
+            idx_reference.c.type == inc.source_type,
+            idx_reference.c.id.in_(ids),
+            idx_reference.c.param == inc.param,
+        ]
+        if inc.target_type:
+            conds.append(idx_reference.c.target_type == inc.target_type)
+        targets = select(idx_reference.c.target_type, idx_reference.c.target_id).where(*conds)
+        query = select(resources.c.type, resources.c.id, resources.c.content).where(
+            tuple_(resources.c.type, resources.c.id).in_(targets),
+            resources.c.deleted == false(),
+        )
+        return self._new_rows(await conn.execute(query), seen)
+
+    async def _reverse(
+        self,
+        conn: AsyncConnection,
+        inc: Include,
+        frontier: Sequence[tuple[str, str]],
+        seen: set[tuple[str, str]],
+    ) -> list[dict[str, Any]]:
+        pairs = [
+            and_(idx_reference.c.target_type == rtype, idx_reference.c.target_id == rid)
+            for rtype, rid in frontier
+            if inc.target_type in (None, rtype)
+        ]
+        if not pairs:
+            return []
+        sources = select(idx_reference.c.id).where(
+            idx_reference.c.type == inc.source_type,
+            idx_reference.c.param == inc.param,
+            or_(*pairs),
+        )
+        query = select(resources.c.type, resources.c.id, resources.c.content).where(
+            resources.c.type == inc.source_type,
+            resources.c.id.in_(sources),
+            resources.c.deleted == false(),
+        )
+        return self._new_rows(await conn.execute(query), seen)
+
+    @staticmethod
+    def _new_rows(rows: Any, seen: set[tuple[str, str]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for row in rows:
+            key = (row.type, row.id)
+            if key not in seen:
+                seen.add(key)
+                out.append(json.loads(row.content))
+        return out
