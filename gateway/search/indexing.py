@@ -99,7 +99,7 @@ def index_resource(resource: dict[str, Any]) -> IndexRows:
             for value in walk(resource, path):
                 if param.kind in ("token", "uri"):
                     for system, code in _tokens(value):
-                        key = ("t", system, code)
+                        key: tuple[Any, ...] = ("t", system, code)
                         if key not in seen:
                             seen.add(key)
                             rows.token.append(
