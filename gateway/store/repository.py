@@ -9,6 +9,7 @@ can do many writes atomically.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -27,6 +28,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -227,10 +229,22 @@ class Writer:
                 )
 
     async def search_ids(self, rtype: str, criteria: str, *, limit: int = 2) -> list[str]:
-        """Ids matching a conditional ``criteria`` query string (for If-None-Exist etc.)."""
+        """Ids matching a conditional ``criteria`` query string (for If-None-Exist etc.).
+
+        On PostgreSQL the criteria are locked for the rest of the transaction, so two
+        concurrent conditional creates of the same thing cannot both create it. (SQLite
+        writers are serialised already.)
+        """
         request = self.store.parse(rtype, _parse_qs(criteria))
         if not request.conditions:
             raise BadRequest("a conditional operation needs search criteria", expression=rtype)
+        if not self.store.database.is_sqlite:
+            key = f"{rtype}?{'&'.join(sorted(criteria.lstrip('?').split('&')))}"
+            digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+            await self.conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"),
+                {"key": int.from_bytes(digest, "big", signed=True)},
+            )
         query = (
             select(resources.c.id)
             .where(resources.c.type == rtype, resources.c.deleted == false(), *request.conditions)

@@ -163,3 +163,13 @@ async def test_concurrent_updates_make_contiguous_versions(store: Store) -> None
     entries, total = await store.history("Patient", pid, count=100)
     assert total == 11
     assert sorted(e.version for e in entries) == list(range(1, 12))
+
+
+async def test_concurrent_conditional_creates_make_one_resource(store: Store) -> None:
+    criteria = f"identifier={CPR}|0303803456"
+    results = await asyncio.gather(
+        *[store.create(patient("0303803456"), if_none_exist=criteria) for _ in range(8)]
+    )
+    assert len({r.id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert (await store.search(store.parse("Patient", []))).total == 1
