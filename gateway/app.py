@@ -81,14 +81,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101
         if exc.status_code == 404:
-            error: GatewayError = NotFound("no such endpoint")
+            outcome = NotFound("no such endpoint").outcome()
         elif exc.status_code == 405:
-            error = MethodNotAllowed("method not allowed on this endpoint")
+            outcome = MethodNotAllowed("method not allowed on this endpoint").outcome()
         else:
-            error = GatewayError(str(exc.detail))
-            error.status_code = exc.status_code  # type: ignore[attr-defined]
+            outcome = operation_outcome([Issue("processing", str(exc.detail))])
         status = exc.status_code if exc.status_code >= 400 else 500
-        return fhir_response(error.outcome(), status_code=status)
+        return fhir_response(outcome, status_code=status)
 
     async def unexpected_error(_request: Request, _exc: Exception) -> Response:
         # Never a stack trace (or health data) on the wire; the log has the details.
