@@ -1,0 +1,148 @@
+"""``brobygger participants …`` against a SQLite file and ``brobygger token`` over HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from gateway import cli as root
+from gateway.app import create_app
+from gateway.auth.keys import generate_signing_key, public_jwks, read_private_key
+from gateway.participants import cli
+from gateway.settings import Settings
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("BROBYGGER_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/cli.db")
+    monkeypatch.setenv("BROBYGGER_KEYS_DIR", str(tmp_path / "keys"))
+    monkeypatch.setenv("BROBYGGER_BASE_URL", "http://testserver")
+    monkeypatch.setenv("BROBYGGER_ENVIRONMENT", "test")
+    monkeypatch.setenv("COLUMNS", "200")  # rich tables: one row per line
+    return Settings()
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(root.app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_add_list_show_rotate(env: Settings) -> None:
+    code, out, err = invoke(
+        "participants", "add", "odense-ortopaedi", "--kind", "hospital",
+        "--identifier", "sor=123456789012", "--identifier", "ean=5790000121526",
+        "--display", "Odense Universitetshospital", "--generate-key",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "Organization/org-odense-ortopaedi" in out
+    key_file = env.keys_dir / "odense-ortopaedi.jwk.json"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert (env.keys_dir / "odense-ortopaedi.enc.jwk.json").exists()
+    first_kid = read_private_key(key_file).kid
+
+    code, out, _ = invoke("participants", "list")
+    assert code == 0 and "odense-ortopaedi" in out and "ean=5790000121526" in out
+
+    code, out, _ = invoke("participants", "show", "odense-ortopaedi")
+    shown = json.loads(out)
+    assert shown["kind"] == "hospital"
+    assert shown["jwks"]["keys"][0]["kid"] == first_kid
+    assert "d" not in shown["jwks"]["keys"][0]
+
+    code, out, _ = invoke("participants", "rotate-key", "odense-ortopaedi")
+    assert code == 0
+    new_kid = out.strip().splitlines()[-1]
+    assert new_kid == read_private_key(key_file).kid != first_kid
+    code, out, _ = invoke("participants", "show", "odense-ortopaedi")
+    kids = [k["kid"] for k in json.loads(out)["jwks"]["keys"]]
+    assert kids[:2] == [new_kid, first_kid]
+
+
+def test_add_with_a_jwks_file_and_set_jwks(env: Settings, tmp_path: Path) -> None:
+    jwks_file = tmp_path / "employer.jwks.json"
+    jwks_file.write_text(json.dumps(public_jwks([generate_signing_key("RS384")])))
+    code, _, err = invoke(
+        "participants", "add", "fabrik", "--kind", "employer", "--identifier", "cvr=35411003",
+        "--jwks", str(jwks_file), "--endpoint", "https://fabrik.example/fhir",
+    )  # fmt: skip
+    assert code == 0, err
+    assert not (env.keys_dir / "fabrik.jwk.json").exists()
+
+    replacement = generate_signing_key("ES384")
+    jwk_file = tmp_path / "one.jwk.json"
+    jwk_file.write_text(json.dumps(public_jwks([replacement])["keys"][0]))
+    code, out, err = invoke("participants", "set-jwks", "fabrik", "--jwks", str(jwk_file))
+    assert code == 0, err
+    assert replacement.kid in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kind", "hospital", "--identifier", "ean=5790000121527", "--generate-key"], "EAN"),
+        (["--kind", "pharmacy", "--generate-key"], "kind"),
+        (["--kind", "hospital", "--identifier", "cpr=1507791235", "--generate-key"], "system"),
+        (["--kind", "hospital"], "--generate-key"),
+    ],
+)
+def test_add_refusals(env: Settings, args: list[str], message: str) -> None:
+    code, _, err = invoke("participants", "add", "x-hospital", *args)
+    assert code == 1
+    assert message in err
+
+
+def test_duplicate_name_is_refused(env: Settings) -> None:
+    assert invoke("participants", "add", "gp-one", "--kind", "gp", "--generate-key")[0] == 0
+    code, _, err = invoke("participants", "add", "gp-one", "--kind", "gp", "--generate-key")
+    assert code == 1 and "already exist" in err
+
+
+def test_show_unknown_participant(env: Settings) -> None:
+    code, _, err = invoke("participants", "show", "nobody")
+    assert code == 1 and "not registered" in err
+
+
+@pytest.fixture
+def gateway(env: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The real app (demo participants) behind the CLI's HTTP client."""
+    app = create_app(env.model_copy(update={"demo": True}))
+    with TestClient(app, base_url="http://testserver") as client:
+
+        @contextmanager
+        def http_client() -> Iterator[TestClient]:
+            yield client
+
+        monkeypatch.setattr(cli, "_http_client", http_client)
+        yield client
+
+
+def test_token_prints_the_access_token_last(gateway: TestClient) -> None:
+    code, out, err = invoke(
+        "token", "--as", "jobcenter-aarhus", "--purpose", "sickness-benefit-follow-up",
+        "--scope", "system/*.read system/Task.cu", "--url", "http://testserver",
+    )  # fmt: skip
+    assert code == 0, err
+    token = out.strip().splitlines()[-1]
+    assert "system/Task.cu" in err
+    response = gateway.get("/fhir/Patient", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+
+
+def test_token_failure_exits_non_zero_with_the_oauth_error(gateway: TestClient) -> None:
+    code, out, err = invoke("token", "--as", "jobcenter-aarhus", "--purpose", "marketing")
+    assert code == 1
+    assert out == ""
+    assert "invalid_request" in err and "purpose" in err
+
+
+def test_token_without_a_key_file(gateway: TestClient) -> None:
+    code, _, err = invoke("token", "--as", "someone-else")
+    assert code == 1 and "does not exist" in err
