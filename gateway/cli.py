@@ -57,3 +57,24 @@ def db_upgrade() -> None:
 
     revision = asyncio.run(run())
     typer.echo(f"database at revision {revision}")
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="The gateway's own keys")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("gateway")
+def gateway_key() -> None:
+    """Create the gateway's access-token signing key in BROBYGGER_KEYS_DIR (once)."""
+    from gateway.auth.keys import (
+        ACCESS_TOKEN_ALGORITHM,
+        GATEWAY_SIGNING_KEY,
+        load_or_create_key,
+        private_key_path,
+    )
+
+    settings = Settings()
+    path = private_key_path(settings.keys_dir, GATEWAY_SIGNING_KEY)
+    existed = path.exists()
+    key = load_or_create_key(path, alg=ACCESS_TOKEN_ALGORITHM)
+    typer.echo(f"{'kept' if existed else 'created'} {path} (kid {key.kid})")

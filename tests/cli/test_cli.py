@@ -1,0 +1,31 @@
+"""The `brobygger` commands that are not covered elsewhere: db upgrade, keys gateway."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gateway.cli import app
+
+
+def test_db_upgrade_reports_the_head_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BROBYGGER_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/cli.db")
+    result = CliRunner().invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "database at revision 0001" in result.output
+    assert (tmp_path / "cli.db").exists()
+
+
+def test_gateway_key_is_created_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROBYGGER_KEYS_DIR", str(tmp_path / "keys"))
+    first = CliRunner().invoke(app, ["keys", "gateway"])
+    assert first.exit_code == 0 and first.output.startswith("created")
+    second = CliRunner().invoke(app, ["keys", "gateway"])
+    assert second.exit_code == 0 and second.output.startswith("kept")
+    assert first.output.split("kid ")[1] == second.output.split("kid ")[1]
+    key_file = tmp_path / "keys" / "gateway-signing.jwk.json"
+    assert key_file.stat().st_mode & 0o777 == 0o600
