@@ -1,0 +1,358 @@
+"""``SicknessBenefitCase`` → transaction Bundle, as the table in jobcentre-case.md "Output" says."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from mappings._bundle import BundleBuilder, Ref
+from mappings._codes import (
+    ACT_CODE_SYSTEM,
+    EMPLOYMENT_RELEVANT,
+    MENTAL_HEALTH,
+    OBSERVATION_CODE_SYSTEM,
+    SICKNESS_BENEFIT_CASE,
+    UCUM_SYSTEM,
+    coding,
+    concept,
+    security,
+)
+from mappings._document import add_original, add_provenance, sha256_hex
+from mappings._parties import (
+    Party,
+    PersonInfo,
+    add_organization,
+    add_patient,
+    add_practitioner,
+)
+from mappings._result import MappingResult, SourceDocument
+from mappings._values import fhir_decimal, fhir_instant
+from mappings.jobcentre_case._model import FollowUp, PartialReturn, SicknessBenefitCase
+from mappings.jobcentre_case._read import NAMESPACE
+from mappings.jobcentre_case._tables import (
+    AGREED_ACTION_URL,
+    ASSESSMENT_SYSTEM,
+    ASSESSMENTS,
+    CAREPLAN_CATEGORY_SYSTEM,
+    CASE_SYSTEM,
+    CASEWORKER_SYSTEM,
+    CATEGORIES,
+    CATEGORY_SYSTEM,
+    CATEGORY_URL,
+    CLOSING_REASON_SYSTEM,
+    CLOSING_REASON_URL,
+    CONTACT_FORM_SYSTEM,
+    DIAGNOSIS_GROUP_SYSTEM,
+    DIAGNOSIS_GROUP_URL,
+    DIAGNOSIS_GROUPS,
+    EMPLOYER_URL,
+    ENCOUNTER_NOTE_URL,
+    EPISODE_TYPE,
+    EPISODE_TYPE_SYSTEM,
+    FOLLOW_UP_CLASS,
+    FOLLOW_UP_TYPE_SYSTEM,
+    FOLLOW_UP_TYPES,
+    GRADUAL_RETURN,
+    MENTAL_HEALTH_GROUPS,
+    PARTICIPANT_ROLE_SYSTEM,
+    REASSESSMENT_OUTCOME_SYSTEM,
+    REASSESSMENT_OUTCOMES,
+    SICK_LISTED_FROM,
+    SICK_LISTED_FROM_SYSTEM,
+    SICK_LISTED_FROM_URL,
+)
+
+FORMAT = "jobcentre-case"
+WORK_ABILITY_ASSESSMENT = "work-ability-assessment"
+REASSESSMENT = "reassessment"
+LEGAL_GROUND = "legal-ground"
+HOURS = {"unit": "timer pr. uge", "system": UCUM_SYSTEM, "code": "h/wk"}
+
+
+def _activity_status(start: date, end: date | None, today: date, closed: bool) -> str:
+    if closed or (end is not None and end < today):
+        return "completed"
+    return "not-started" if start > today else "in-progress"
+
+
+def _episode_extensions(case: SicknessBenefitCase, employer: Party | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if case.category is not None:
+        parts: list[dict[str, Any]] = [
+            {
+                "url": "category",
+                "valueCoding": coding(CATEGORY_SYSTEM, case.category, CATEGORIES[case.category]),
+            }
+        ]
+        if case.category_set is not None:
+            parts.append({"url": "set", "valueDate": case.category_set.isoformat()})
+        out.append({"url": CATEGORY_URL, "extension": parts})
+    out.append(
+        {
+            "url": SICK_LISTED_FROM_URL,
+            "valueCoding": coding(
+                SICK_LISTED_FROM_SYSTEM,
+                case.sick_listed_from,
+                SICK_LISTED_FROM[case.sick_listed_from],
+            ),
+        }
+    )
+    if employer is not None:
+        out.append({"url": EMPLOYER_URL, "valueReference": employer.ref()})
+    if case.diagnosis_group is not None:
+        group = case.diagnosis_group
+        out.append(
+            {
+                "url": DIAGNOSIS_GROUP_URL,
+                "valueCoding": coding(DIAGNOSIS_GROUP_SYSTEM, group, DIAGNOSIS_GROUPS[group]),
+            }
+        )
+    if case.closing is not None:
+        out.append(
+            {
+                "url": CLOSING_REASON_URL,
+                "valueCoding": coding(CLOSING_REASON_SYSTEM, case.closing.reason),
+            }
+        )
+    return out
+
+
+def _encounter(
+    follow_up: FollowUp,
+    categories: list[str],
+    patient: Party,
+    episode: Ref,
+    jobcentre: Party,
+    today: date,
+) -> dict[str, Any]:
+    class_code, class_display = FOLLOW_UP_CLASS[follow_up.form]
+    participants = []
+    for participant in follow_up.participants:
+        entry: dict[str, Any] = {"type": [concept(PARTICIPANT_ROLE_SYSTEM, participant.role)]}
+        if participant.name:
+            entry["individual"] = {"display": participant.name}
+        participants.append(entry)
+    extensions: list[dict[str, Any]] = [
+        {"url": AGREED_ACTION_URL, "valueString": action} for action in follow_up.actions
+    ]
+    if follow_up.note:
+        extensions.append({"url": ENCOUNTER_NOTE_URL, "valueAnnotation": {"text": follow_up.note}})
+    resource: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "meta": {"security": security(*categories)},
+        "status": "finished" if follow_up.day <= today else "planned",
+        "class": coding(ACT_CODE_SYSTEM, class_code, class_display),
+        "type": [
+            {
+                "coding": [
+                    coding(FOLLOW_UP_TYPE_SYSTEM, follow_up.type, FOLLOW_UP_TYPES[follow_up.type])
+                ]
+            },
+            concept(CONTACT_FORM_SYSTEM, follow_up.form),
+        ],
+        "subject": patient.ref(),
+        "episodeOfCare": [episode()],
+        "period": {"start": follow_up.day.isoformat(), "end": follow_up.day.isoformat()},
+        "serviceProvider": jobcentre.ref(),
+    }
+    if extensions:
+        resource["extension"] = extensions
+    if participants:
+        resource["participant"] = participants
+    return resource
+
+
+def _care_plan(
+    partial: PartialReturn,
+    patient: Party,
+    episode: Ref,
+    jobcentre: Party,
+    today: date,
+    closed: bool,
+) -> dict[str, Any]:
+    activities = []
+    for period in partial.periods:
+        repeat: dict[str, Any] = {
+            "boundsPeriod": {"start": period.start.isoformat(), "end": period.end.isoformat()}
+        }
+        if period.days:
+            repeat["dayOfWeek"] = list(period.days)
+        activities.append(
+            {
+                "detail": {
+                    "code": concept(OBSERVATION_CODE_SYSTEM, "hours-per-week"),
+                    "status": _activity_status(period.start, period.end, today, closed),
+                    "scheduledTiming": {"repeat": repeat},
+                    "quantity": {"value": fhir_decimal(period.hours_per_week), **HOURS},
+                }
+            }
+        )
+    period_out = {"start": partial.start.isoformat()}
+    if partial.end is not None:
+        period_out["end"] = partial.end.isoformat()
+    ended = closed or (partial.end is not None and partial.end < today)
+    resource: dict[str, Any] = {
+        "resourceType": "CarePlan",
+        "meta": {"security": security(SICKNESS_BENEFIT_CASE, EMPLOYMENT_RELEVANT)},
+        "status": "completed" if ended else "active",
+        "intent": "plan",
+        "category": [concept(CAREPLAN_CATEGORY_SYSTEM, GRADUAL_RETURN)],
+        "title": "Delvis raskmelding med optrapningsplan",
+        "subject": patient.ref(),
+        "period": period_out,
+        "author": jobcentre.ref(),
+        "supportingInfo": [episode()],
+    }
+    if activities:
+        resource["activity"] = activities
+    return resource
+
+
+def to_fhir_bundle(
+    case: SicknessBenefitCase, xml_bytes: bytes, *, now: datetime, sender: str | None
+) -> MappingResult:
+    """The whole case as of ``Opdateret`` as one transaction Bundle."""
+    value = f"{case.municipality}/{case.case_id}"
+    key = f"{FORMAT}|{CASE_SYSTEM}|{value}"
+    builder = BundleBuilder(key)
+    today = now.date()
+    # "psykisk" reveals a mental-health condition: the case and its notes are labelled.
+    mental = case.diagnosis_group in MENTAL_HEALTH_GROUPS
+    categories = [SICKNESS_BENEFIT_CASE, MENTAL_HEALTH] if mental else [SICKNESS_BENEFIT_CASE]
+    employment = [SICKNESS_BENEFIT_CASE, EMPLOYMENT_RELEVANT]
+
+    patient = add_patient(builder, cpr=case.cpr, name=PersonInfo(text=case.citizen_name))
+    jobcentre = add_organization(builder, case.jobcentre, "jobcentre")
+    employer = (
+        add_organization(builder, case.employer, "employer") if case.employer is not None else None
+    )
+    caseworker = None
+    if case.caseworker_name is not None:
+        match = None
+        if case.caseworker_initials:
+            match = (CASEWORKER_SYSTEM, f"{case.municipality}/{case.caseworker_initials}")
+        caseworker = add_practitioner(
+            builder,
+            name=PersonInfo(text=case.caseworker_name),
+            authorisation=None,
+            local_key="caseworker",
+            match=match,
+        )
+
+    episode_resource: dict[str, Any] = {
+        "resourceType": "EpisodeOfCare",
+        "meta": {"security": security(*categories)},
+        "extension": _episode_extensions(case, employer),
+        "identifier": [{"system": CASE_SYSTEM, "value": value, "assigner": jobcentre.ref()}],
+        "status": "finished" if case.closing is not None else "active",
+        "type": [concept(EPISODE_TYPE_SYSTEM, EPISODE_TYPE, "Sygedagpengesag")],
+        "patient": patient.ref(),
+        "managingOrganization": jobcentre.ref(),
+        "period": {"start": case.first_day_of_absence.isoformat()},
+    }
+    if case.closing is not None:
+        episode_resource["period"]["end"] = case.closing.day.isoformat()
+    if caseworker is not None:
+        episode_resource["careManager"] = caseworker.ref()
+    episode = builder.owned(episode_resource, identifier=(CASE_SYSTEM, value))
+
+    seen: dict[str, int] = {}
+    for follow_up in case.follow_ups:
+        day = follow_up.day.isoformat()
+        seen[day] = seen.get(day, 0) + 1
+        local_key = f"follow-up|{day}|{seen[day]}"
+        encounter = builder.owned(
+            _encounter(follow_up, categories, patient, episode, jobcentre, today),
+            local_key=local_key,
+        )
+        if follow_up.assessment is not None:
+            builder.owned(
+                {
+                    "resourceType": "Observation",
+                    "meta": {"security": security(*employment)},
+                    "status": "final",
+                    "code": concept(OBSERVATION_CODE_SYSTEM, WORK_ABILITY_ASSESSMENT),
+                    "subject": patient.ref(),
+                    "encounter": encounter(),
+                    "effectiveDateTime": day,
+                    "performer": [jobcentre.ref()],
+                    "valueCodeableConcept": {
+                        "coding": [
+                            coding(
+                                ASSESSMENT_SYSTEM,
+                                follow_up.assessment,
+                                ASSESSMENTS[follow_up.assessment],
+                            )
+                        ]
+                    },
+                },
+                local_key=f"{local_key}|assessment",
+            )
+    closed = case.closing is not None
+    plan_seen: dict[str, int] = {}
+    for partial in case.partial_returns:
+        start = partial.start.isoformat()
+        plan_seen[start] = plan_seen.get(start, 0) + 1
+        builder.owned(
+            _care_plan(partial, patient, episode, jobcentre, today, closed),
+            local_key=f"gradual-return|{start}|{plan_seen[start]}",
+        )
+    if case.reassessment is not None:
+        outcome = case.reassessment.outcome
+        builder.owned(
+            {
+                "resourceType": "Observation",
+                "meta": {"security": security(SICKNESS_BENEFIT_CASE)},
+                "status": "final",
+                "code": concept(OBSERVATION_CODE_SYSTEM, REASSESSMENT),
+                "subject": patient.ref(),
+                "effectiveDateTime": case.reassessment.day.isoformat(),
+                "performer": [jobcentre.ref()],
+                "valueCodeableConcept": {
+                    "coding": [
+                        coding(REASSESSMENT_OUTCOME_SYSTEM, outcome, REASSESSMENT_OUTCOMES[outcome])
+                    ]
+                },
+                "component": [
+                    {
+                        "code": concept(OBSERVATION_CODE_SYSTEM, LEGAL_GROUND),
+                        "valueString": case.reassessment.legal_ground,
+                    }
+                ],
+            },
+            local_key="reassessment",
+        )
+
+    document = add_original(
+        builder,
+        xml_bytes=xml_bytes,
+        namespace=NAMESPACE,
+        document_type=FORMAT,
+        subject=patient.ref,
+        author=jobcentre.ref,
+        identifiers=[{"system": CASE_SYSTEM, "value": value}],
+        categories=categories,
+        now=now,
+    )
+    add_provenance(
+        builder,
+        document=document,
+        authors=[jobcentre.ref],
+        occurred=case.updated,
+        categories=categories,
+        now=now,
+        sender=sender,
+    )
+    return MappingResult(
+        format=FORMAT,
+        bundle=builder.build(fhir_instant(now)),
+        warnings=[],
+        source=SourceDocument(
+            format=FORMAT,
+            system=CASE_SYSTEM,
+            value=value,
+            issued=case.updated,
+            sha256=sha256_hex(xml_bytes),
+            key=key,
+        ),
+    )
