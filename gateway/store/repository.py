@@ -67,6 +67,8 @@ class WriteResult:
     created: bool
     # True when a conditional create found an existing match and wrote nothing.
     matched_existing: bool = False
+    # True when an update carried exactly the stored content: no new version was made.
+    unchanged: bool = False
 
     @property
     def resource_type(self) -> str:
@@ -125,7 +127,7 @@ class Writer:
         self.store = store
 
     async def _current(self, rtype: str, rid: str) -> Any:
-        query = select(resources.c.version, resources.c.deleted).where(
+        query = select(resources.c.version, resources.c.deleted, resources.c.content).where(
             resources.c.type == rtype, resources.c.id == rid
         )
         if not self.store.database.is_sqlite:
@@ -151,6 +153,11 @@ class Writer:
                     f"If-Match {if_match} does not match the current version of {rtype}/{rid}",
                     expression="If-Match",
                 )
+        if current is not None and not current.deleted:
+            stored_now: dict[str, Any] = json.loads(current.content)
+            if _same_content(stored_now, resource):
+                # Nothing changed: keep the version (re-ingesting a document is a no-op).
+                return WriteResult(stored_now, created=False, unchanged=True)
         version = 1 if current is None else current.version + 1
         now = utc_now()
         meta = dict(resource.get("meta") or {})
@@ -266,6 +273,22 @@ class Writer:
                 existing = await self.store.read(rtype, found[0], conn=self.conn)
                 return WriteResult(existing, created=False, matched_existing=True)
         return await self.put({**resource, "id": new_id()})
+
+
+def _without_version(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = {
+        k: v
+        for k, v in (resource.get("meta") or {}).items()
+        if k not in ("versionId", "lastUpdated")
+    }
+    out = {k: v for k, v in resource.items() if k != "meta"}
+    if meta:
+        out["meta"] = meta
+    return out
+
+
+def _same_content(stored: dict[str, Any], incoming: dict[str, Any]) -> bool:
+    return _without_version(stored) == _without_version(incoming)
 
 
 def _parse_qs(criteria: str) -> list[tuple[str, str]]:

@@ -129,11 +129,16 @@ async def test_transaction_resolves_placeholders_and_conditions(store: Store) ->
     patient_id = response["entry"][0]["resource"]["id"]
     observation = response["entry"][1]["resource"]
     assert observation["subject"]["reference"] == f"Patient/{patient_id}"
-    # The same transaction again: the patient is matched and the observation updated in place.
+    # The same transaction again: the patient is matched, the observation found and unchanged.
     again = await run_transaction(store, bundle)
     assert again["entry"][0]["resource"]["id"] == patient_id
     assert again["entry"][1]["resource"]["id"] == observation["id"]
-    assert again["entry"][1]["resource"]["meta"]["versionId"] == "2"
+    assert again["entry"][1]["resource"]["meta"]["versionId"] == "1"
+    changed = {**bundle, "entry": [bundle["entry"][0], {**bundle["entry"][1]}]}
+    changed["entry"][1]["resource"] = {**bundle["entry"][1]["resource"], "status": "amended"}
+    third = await run_transaction(store, changed)
+    assert third["entry"][1]["resource"]["id"] == observation["id"]
+    assert third["entry"][1]["resource"]["meta"]["versionId"] == "2"
     assert (await store.search(store.parse("Patient", []))).total == 1
     assert (await store.search(store.parse("Observation", []))).total == 1
 
@@ -173,3 +178,12 @@ async def test_concurrent_conditional_creates_make_one_resource(store: Store) ->
     assert len({r.id for r in results}) == 1
     assert sum(r.created for r in results) == 1
     assert (await store.search(store.parse("Patient", []))).total == 1
+
+
+async def test_an_identical_update_makes_no_new_version(store: Store) -> None:
+    pid = (await store.create(patient("0101801234"))).id
+    same = await store.update("Patient", pid, patient("0101801234"))
+    assert same.unchanged and same.version == "1" and not same.created
+    assert (await store.history("Patient", pid))[1] == 1
+    changed = await store.update("Patient", pid, patient("0101801234", "Jensen"))
+    assert not changed.unchanged and changed.version == "2"
