@@ -342,7 +342,7 @@ def _paging_links(
     params: list[tuple[str, str]],
     count: int,
     offset: int,
-    returned: int,
+    has_next: bool,
     total: int | None,
 ) -> list[dict[str, str]]:
     def url(at: int) -> str:
@@ -351,8 +351,7 @@ def _paging_links(
     links = [{"relation": "self", "url": url(offset)}, {"relation": "first", "url": url(0)}]
     if offset > 0 and count > 0:
         links.append({"relation": "previous", "url": url(max(0, offset - count))})
-    has_next = (offset + returned < total) if total is not None else returned == count
-    if count > 0 and has_next and returned > 0:
+    if count > 0 and has_next:
         links.append({"relation": "next", "url": url(offset + count)})
     if total is not None and count > 0:
         last = max(0, (total - 1) // count * count)
@@ -381,7 +380,7 @@ async def _search(
     if result.total is not None:
         bundle["total"] = result.total
     bundle["link"] = _paging_links(
-        settings, rtype, params, query.count, query.offset, len(result.matches), result.total
+        settings, rtype, params, query.count, query.offset, result.has_more, result.total
     )
     entries: list[dict[str, Any]] = [
         {
@@ -463,7 +462,9 @@ async def _history(
         "resourceType": "Bundle",
         "type": "history",
         "total": total,
-        "link": _paging_links(settings, path, link_params, count, offset, len(entries), total),
+        "link": _paging_links(
+            settings, path, link_params, count, offset, offset + len(entries) < total, total
+        ),
     }
     if entries:
         bundle["entry"] = [_history_entry(settings, e) for e in entries]

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
@@ -88,6 +88,25 @@ class SearchResult:
     matches: list[dict[str, Any]]
     included: list[dict[str, Any]] = field(default_factory=list)
     total: int | None = None
+    # Whether more matches follow this page (known even when the total is not counted).
+    has_more: bool = False
+
+
+class Visibility(Protocol):
+    """Decides which stored resources the caller may see (the consent gate implements it)."""
+
+    async def matches(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The visible ones among ``resources`` (possibly redacted copies), in order."""
+        ...
+
+    async def includes(
+        self, resources: list[dict[str, Any]], matches: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The visible ones among included ``resources``, given the visible ``matches``."""
+        ...
+
+
+_CANDIDATE_CHUNK = 500
 
 
 @dataclass(slots=True)
@@ -497,7 +516,13 @@ class Store:
             *request.conditions,
         ]
 
-    async def search(self, request: SearchRequest) -> SearchResult:
+    async def search(
+        self, request: SearchRequest, *, visibility: Visibility | None = None
+    ) -> SearchResult:
+        """One page of matches (and includes). With ``visibility``, hidden resources are
+        filtered out *before* paging and counting, so pages and totals reveal nothing."""
+        if visibility is not None:
+            return await self._search_visible(request, visibility)
         where = self._matching(request)
         async with self.read_connection() as conn:
             total: int | None = None
@@ -510,13 +535,45 @@ class Store:
                 select(resources.c.id, resources.c.content)
                 .where(*where)
                 .order_by(*self._order(request))
-                .limit(request.count)
+                .limit(request.count + 1)
                 .offset(request.offset)
             )
             rows = (await conn.execute(query)).all()
-            matches = [json.loads(r.content) for r in rows]
+            matches = [json.loads(r.content) for r in rows[: request.count]]
             included = await self._included(conn, request, matches)
-        return SearchResult(matches, included, total)
+        return SearchResult(matches, included, total, has_more=len(rows) > request.count)
+
+    async def _search_visible(self, request: SearchRequest, visibility: Visibility) -> SearchResult:
+        where = self._matching(request)
+        need_all = request.summary_count or request.total != "none"
+        wanted = request.offset + request.count + 1
+        visible: list[dict[str, Any]] = []
+        exhausted = False
+        async with self.read_connection() as conn:
+            position = 0
+            while need_all or len(visible) < wanted:
+                query: Select[Any] = (
+                    select(resources.c.id, resources.c.content)
+                    .where(*where)
+                    .order_by(*self._order(request))
+                    .limit(_CANDIDATE_CHUNK)
+                    .offset(position)
+                )
+                rows = (await conn.execute(query)).all()
+                position += len(rows)
+                visible += await visibility.matches([json.loads(r.content) for r in rows])
+                if len(rows) < _CANDIDATE_CHUNK:
+                    exhausted = True
+                    break
+            total = len(visible) if exhausted else None
+            if request.summary_count or request.count == 0:
+                return SearchResult([], total=total)
+            page = visible[request.offset : request.offset + request.count]
+            included = await self._included(conn, request, page)
+        if included:
+            included = await visibility.includes(included, page)
+        has_more = len(visible) > request.offset + request.count
+        return SearchResult(page, included, total, has_more=has_more)
 
     async def _included(
         self,
