@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     max_page_size: int = 500
     max_body_bytes: int = 10 * 1024 * 1024
     demo: bool = False
+    # Consent enforcement on every read path; off only for benchmarks (refused in production).
+    enforce_consent: bool = True
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -43,6 +45,8 @@ class Settings(BaseSettings):
                 raise ValueError("production needs BROBYGGER_DATABASE_URL (not the dev SQLite)")
             if self.demo:
                 raise ValueError("demo participants and dev keys are refused in production")
+            if not self.enforce_consent:
+                raise ValueError("consent enforcement cannot be switched off in production")
             if self.keys_dir == Path("var/keys"):
                 raise ValueError("production needs BROBYGGER_KEYS_DIR outside the work tree")
         return self

@@ -11,7 +11,9 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from gateway.access import ConsentGate
 from gateway.api.capability import capability_statement
+from gateway.api.guard import check_delete, prepare_write, resolve_guarded_joins
 from gateway.api.responses import fhir_response
 from gateway.auth.principal import Action, Principal
 from gateway.deps import PrincipalDep, SettingsDep, StoreDep
@@ -26,6 +28,7 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.search.dates import date_range, format_instant
+from gateway.search.query import SearchRequest
 from gateway.settings import Settings
 from gateway.store.bundles import run_batch, run_transaction
 from gateway.store.repository import HistoryEntry, Store, WriteResult
@@ -155,9 +158,22 @@ async def transaction_or_batch(
                 expression=f"Bundle.entry[{i}].request.url",
             )
         _authorize(principal, rtype, "read" if method == "GET" else "write")
-    if bundle["type"] == "transaction":
-        return fhir_response(await run_transaction(store, bundle))
-    return fhir_response(await run_batch(store, bundle))
+        if method == "DELETE":
+            check_delete(principal, rtype)
+        if entry.get("resource") is not None and method in ("POST", "PUT"):
+            entry["resource"] = prepare_write(principal, entry["resource"])
+    gate = ConsentGate(store, principal, interaction="read") if settings.enforce_consent else None
+
+    async def reveal(resource: dict[str, Any]) -> dict[str, Any]:
+        return resource if gate is None else await gate.check(resource)
+
+    try:
+        if bundle["type"] == "transaction":
+            return fhir_response(await run_transaction(store, bundle, reveal=reveal))
+        return fhir_response(await run_batch(store, bundle, reveal=reveal))
+    finally:
+        if gate is not None:
+            await gate.flush()
 
 
 @router.get("/_history")
@@ -166,7 +182,7 @@ async def system_history(
 ) -> Response:
     """Every change, newest first."""
     _authorize(principal, "*", "read")
-    return await _history(request, store, settings, None, None)
+    return await _history(request, store, settings, principal, None, None)
 
 
 # --- type level ----------------------------------------------------------------------------
@@ -184,7 +200,7 @@ async def search_type(
     _check_type(resource_type)
     _authorize(principal, resource_type, "read")
     return await _search(
-        request, store, settings, resource_type, request.query_params.multi_items()
+        request, store, settings, principal, resource_type, request.query_params.multi_items()
     )
 
 
@@ -205,7 +221,7 @@ async def search_type_post(
         items += parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
     elif media:
         raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded")
-    return await _search(request, store, settings, resource_type, items)
+    return await _search(request, store, settings, principal, resource_type, items)
 
 
 @router.post("/{resource_type}")
@@ -220,7 +236,7 @@ async def create(
     _check_type(resource_type)
     _authorize(principal, resource_type, "write")
     data = await _body(request, settings)
-    resource = _validated(data, resource_type, status_422=False)
+    resource = prepare_write(principal, _validated(data, resource_type, status_422=False))
     resource.pop("id", None)
     if_none_exist = request.headers.get("if-none-exist")
     result = await store.create(resource, if_none_exist=if_none_exist)
@@ -242,7 +258,7 @@ async def type_history(
     """Every version of every resource of the type, newest first."""
     _check_type(resource_type)
     _authorize(principal, resource_type, "read")
-    return await _history(request, store, settings, resource_type, None)
+    return await _history(request, store, settings, principal, resource_type, None)
 
 
 # --- instance level ------------------------------------------------------------------------
@@ -250,13 +266,18 @@ async def type_history(
 
 @router.get("/{resource_type}/{resource_id}")
 async def read(
-    resource_type: str, resource_id: str, principal: PrincipalDep, store: StoreDep
+    resource_type: str,
+    resource_id: str,
+    principal: PrincipalDep,
+    store: StoreDep,
+    settings: SettingsDep,
 ) -> Response:
     """Read the current version."""
     _check_type(resource_type)
     _check_id(resource_id)
     _authorize(principal, resource_type, "read")
     resource = await store.read(resource_type, resource_id)
+    resource = await _visible(store, principal, settings, "read", resource)
     return fhir_response(resource, headers=_read_headers(resource))
 
 
@@ -276,7 +297,7 @@ async def update(
     data = await _body(request, settings)
     if data.get("id") != resource_id:
         raise BadRequest("the resource's id must equal the id in the URL", expression="id")
-    resource = _validated(data, resource_type, status_422=False)
+    resource = prepare_write(principal, _validated(data, resource_type, status_422=False))
     result = await store.update(
         resource_type, resource_id, resource, if_match=request.headers.get("if-match")
     )
@@ -291,6 +312,7 @@ async def delete(
     _check_type(resource_type)
     _check_id(resource_id)
     _authorize(principal, resource_type, "write")
+    check_delete(principal, resource_type)
     version = await store.delete(resource_type, resource_id)
     headers = {"ETag": f'W/"{version}"'} if version is not None else {}
     return Response(status_code=204, headers=headers)
@@ -309,7 +331,7 @@ async def instance_history(
     _check_type(resource_type)
     _check_id(resource_id)
     _authorize(principal, resource_type, "read")
-    return await _history(request, store, settings, resource_type, resource_id)
+    return await _history(request, store, settings, principal, resource_type, resource_id)
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}")
@@ -319,12 +341,14 @@ async def vread(
     version_id: str,
     principal: PrincipalDep,
     store: StoreDep,
+    settings: SettingsDep,
 ) -> Response:
     """Read one version."""
     _check_type(resource_type)
     _check_id(resource_id)
     _authorize(principal, resource_type, "read")
     resource = await store.vread(resource_type, resource_id, version_id)
+    resource = await _visible(store, principal, settings, "vread", resource)
     return fhir_response(resource, headers=_read_headers(resource))
 
 
@@ -359,23 +383,55 @@ def _paging_links(
     return links
 
 
+async def _visible(
+    store: Store,
+    principal: Principal,
+    settings: Settings,
+    interaction: str,
+    resource: dict[str, Any],
+) -> dict[str, Any]:
+    """The resource as the caller may see it (404 when hidden), audited."""
+    if not settings.enforce_consent:
+        return resource
+    gate = ConsentGate(store, principal, interaction=interaction)
+    try:
+        return await gate.check(resource)
+    finally:
+        await gate.flush()
+
+
 async def _search(
     request: Request,
     store: Store,
     settings: Settings,
+    principal: Principal,
     rtype: str,
     items: list[tuple[str, str]],
 ) -> Response:
     lenient = _prefer(request).get("handling") == "lenient"
-    query = store.parse(
-        rtype,
-        list(items),
-        lenient=lenient,
-        default_count=settings.default_page_size,
-        max_count=settings.max_page_size,
-    )
-    result = await store.search(query)
-    params = [(k, v) for k, v in query.link_params if k != "_count"]
+    original = list(items)
+
+    def parse(pairs: list[tuple[str, str]]) -> SearchRequest:
+        return store.parse(
+            rtype,
+            pairs,
+            lenient=lenient,
+            default_count=settings.default_page_size,
+            max_count=settings.max_page_size,
+        )
+
+    links_from = parse(original)  # validates everything and keeps the caller's own terms
+    gate: ConsentGate | None = None
+    if settings.enforce_consent:
+        gate = ConsentGate(store, principal, interaction="search-type")
+        query = parse(await resolve_guarded_joins(store, principal, rtype, original))
+    else:
+        query = links_from
+    result = await store.search(query, visibility=gate)
+    if gate is not None:
+        gate.disclose(result.matches + result.included)
+        await gate.flush()
+    params = [(k, v) for k, v in links_from.link_params if k != "_count"]
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if result.total is not None:
         bundle["total"] = result.total
@@ -435,6 +491,7 @@ async def _history(
     request: Request,
     store: Store,
     settings: Settings,
+    principal: Principal,
     rtype: str | None,
     rid: str | None,
 ) -> Response:
@@ -455,7 +512,12 @@ async def _history(
         raise BadRequest(
             f"unknown history parameter {sorted(unknown)[0]}", expression=sorted(unknown)[0]
         )
-    entries, total = await store.history(rtype, rid, since=since, count=count, offset=offset)
+    if settings.enforce_consent:
+        entries, total = await _visible_history(
+            store, principal, rtype, rid, since=since, count=count, offset=offset
+        )
+    else:
+        entries, total = await store.history(rtype, rid, since=since, count=count, offset=offset)
     path = "/".join(p for p in (rtype, rid, "_history") if p)
     link_params = [("_since", params["_since"])] if since else []
     bundle: dict[str, Any] = {
@@ -477,3 +539,100 @@ def _int_param(raw: str | None, default: int, name: str) -> int:
     if not raw.isdigit() or len(raw) > 9:
         raise BadRequest(f"'{name}' needs a non-negative whole number", expression=name)
     return int(raw)
+
+
+_HISTORY_LIMIT = 100_000
+
+
+async def _visible_history(
+    store: Store,
+    principal: Principal,
+    rtype: str | None,
+    rid: str | None,
+    *,
+    since: Any,
+    count: int,
+    offset: int,
+) -> tuple[list[HistoryEntry], int]:
+    """History with every version decided on; a deletion shows where its resource did."""
+    interaction = "history-instance" if rid else "history-type"
+    gate = ConsentGate(store, principal, interaction=interaction)
+    everything, _ = await store.history(rtype, rid, since=since, count=_HISTORY_LIMIT)
+    versions = [e for e in everything if e.resource is not None]
+    decisions = await gate.decide([e.resource for e in versions if e.resource is not None])
+    seen: set[str] = set()
+    shown: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for entry, decision in zip(versions, decisions, strict=True):
+        if decision.resource is not None:
+            seen.add(f"{entry.resource_type}/{entry.id}")
+            shown[(entry.resource_type, entry.id, entry.version)] = dict(decision.resource)
+    visible: list[HistoryEntry] = []
+    for entry in everything:
+        key = (entry.resource_type, entry.id, entry.version)
+        if entry.resource is None and f"{entry.resource_type}/{entry.id}" in seen:
+            visible.append(entry)
+        elif key in shown:
+            entry.resource = shown[key]
+            visible.append(entry)
+    if rid is not None and not visible:
+        await gate.flush()
+        raise NotFound(f"{rtype}/{rid} is not known")
+    page = visible[offset : offset + count]
+    gate.disclose([e.resource for e in page if e.resource is not None])
+    await gate.flush()
+    return page, len(visible)
+
+
+@router.get("/Patient/{resource_id}/$everything")
+async def patient_everything(
+    resource_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> Response:
+    """The patient and every resource that refers to it, as far as the caller may see."""
+    _check_id(resource_id)
+    _authorize(principal, "Patient", "read")
+    params = request.query_params
+    count = min(
+        _int_param(params.get("_count"), settings.default_page_size, "_count"),
+        settings.max_page_size,
+    )
+    offset = _int_param(params.get("_offset"), 0, "_offset")
+    patient = await store.read("Patient", resource_id)
+    gate = (
+        ConsentGate(store, principal, interaction="operation") if settings.enforce_consent else None
+    )
+    try:
+        if gate is not None:
+            patient = await gate.check(patient)
+        related = await store.referring_to("Patient", resource_id)
+        if gate is not None:
+            related = await gate.includes(related, [patient])
+        everything = [patient, *related]
+        page = everything[offset : offset + count]
+        if gate is not None:
+            gate.disclose(page)
+    finally:
+        if gate is not None:
+            await gate.flush()
+    path = f"Patient/{resource_id}/$everything"
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(everything),
+        "link": _paging_links(
+            settings, path, [], count, offset, offset + count < len(everything), len(everything)
+        ),
+    }
+    if page:
+        bundle["entry"] = [
+            {
+                "fullUrl": f"{settings.fhir_base}/{r['resourceType']}/{r['id']}",
+                "resource": r,
+                "search": {"mode": "match"},
+            }
+            for r in page
+        ]
+    return fhir_response(bundle)

@@ -34,6 +34,8 @@ class Principal:
     purpose: str | None = None
     organization_id: str | None = None
     token_id: str | None = None
+    # The citizen portal acts for one citizen: the ``Patient/<id>`` its token was issued for.
+    patient: str | None = None
 
     def allows(self, resource_type: str, action: Action) -> bool:
         """True when a granted ``system/<Type|*>.<action>`` scope covers the request."""

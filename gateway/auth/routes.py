@@ -7,6 +7,7 @@ that is OAuth's contract with every client library.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -34,7 +35,14 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["auth"])
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_FORM_FIELDS = ("grant_type", "client_assertion_type", "client_assertion", "scope", "purpose")
+_FORM_FIELDS = (
+    "grant_type",
+    "client_assertion_type",
+    "client_assertion",
+    "scope",
+    "purpose",
+    "patient",
+)
 _OAUTH_ERROR_SCHEMA: dict[str, Any] = {
     "content": {
         "application/json": {
@@ -170,6 +178,7 @@ async def _issue(request: Request) -> dict[str, Any]:
     )
     purpose = parse_purpose(form.get("purpose"))
     scopes = grant_scopes(form.get("scope"))
+    patient = _patient_context(participant.kind, form.get("patient"))
     # Last: the jti is spent only by a request that is otherwise good.
     await _ledger(request).record(verified, clock_skew=settings.clock_skew_seconds, now=now)
 
@@ -179,6 +188,7 @@ async def _issue(request: Request) -> dict[str, Any]:
         organization_id=participant.organization_id,
         scopes=scopes,
         purpose=purpose,
+        patient=patient,
     )
     log.info(
         "issued access token %s to %s (scope %r, purpose %s, key %s)",
@@ -189,3 +199,17 @@ async def _issue(request: Request) -> dict[str, Any]:
         verified.kid,
     )
     return issued.to_json()
+
+
+_PATIENT_RE = re.compile(r"^Patient/[A-Za-z0-9\-.]{1,64}$")
+
+
+def _patient_context(kind: str, value: str | None) -> str | None:
+    """The citizen portal acts for one citizen: ``patient=Patient/<id>`` (only it may ask)."""
+    if value is None or value == "":
+        return None
+    if kind != "citizen-portal":
+        raise InvalidRequest("only the citizen portal may ask for a patient context")
+    if not _PATIENT_RE.match(value):
+        raise InvalidRequest("patient must be a reference Patient/<id>")
+    return value

@@ -162,6 +162,7 @@ class TokenService:
         organization_id: str | None,
         scopes: list[str],
         purpose: str | None,
+        patient: str | None = None,
         now: float | None = None,
     ) -> IssuedToken:
         issued = int(now if now is not None else time.time())
@@ -182,6 +183,8 @@ class TokenService:
             claims["org"] = organization_id
         if purpose is not None:
             claims["purpose"] = purpose
+        if patient is not None:
+            claims["patient"] = patient
         header = {"alg": ACCESS_TOKEN_ALGORITHM, "typ": ACCESS_TOKEN_TYPE, "kid": self.kid}
         token = jwt.encode(header, claims, self.key, algorithms=[ACCESS_TOKEN_ALGORITHM])
         return IssuedToken(token, self.lifetime_seconds, scope, purpose, token_id)
@@ -210,6 +213,7 @@ class TokenService:
         if not isinstance(subject, str) or not isinstance(kind, str) or not isinstance(scope, str):
             raise _invalid("the access token lacks sub, kind or scope")
         purpose, org, jti = claims.get("purpose"), claims.get("org"), claims.get("jti")
+        patient = claims.get("patient")
         return Principal(
             participant=subject,
             kind=kind,
@@ -218,4 +222,5 @@ class TokenService:
             purpose=purpose if isinstance(purpose, str) else None,
             organization_id=org if isinstance(org, str) else None,
             token_id=jti if isinstance(jti, str) else None,
+            patient=patient if isinstance(patient, str) else None,
         )

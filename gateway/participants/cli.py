@@ -247,6 +247,9 @@ def _token_endpoint(client: httpx.Client, base: str) -> str:
 def token(
     as_: Annotated[str, typer.Option("--as", help="participant (client_id) to act as")],
     purpose: Annotated[str | None, typer.Option(help="purpose of use code")] = None,
+    patient: Annotated[
+        str | None, typer.Option(help="citizen portal only: the Patient/<id> it acts for")
+    ] = None,
     scope: Annotated[str | None, typer.Option(help="space-separated scopes")] = None,
     url: Annotated[
         str | None, typer.Option(help="gateway base URL (default BROBYGGER_BASE_URL)")
@@ -267,6 +270,8 @@ def token(
         form["scope"] = scope
     if purpose:
         form["purpose"] = purpose
+    if patient:
+        form["patient"] = patient
     try:
         with _http_client() as client:
             endpoint = _token_endpoint(client, base)

@@ -8,6 +8,7 @@ in the order FHIR prescribes (DELETE, POST, PUT, GET) inside one store transacti
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -122,7 +123,17 @@ async def _resolve_one(writer: Writer, rtype: str, criteria: str, where: str) ->
     return found[0] if found else None
 
 
-async def run_transaction(store: Store, bundle: dict[str, Any]) -> dict[str, Any]:
+# Applied to what a GET entry reads (the consent gate: returns the visible form or raises).
+Reveal = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def _as_is(resource: dict[str, Any]) -> dict[str, Any]:
+    return resource
+
+
+async def run_transaction(
+    store: Store, bundle: dict[str, Any], *, reveal: Reveal = _as_is
+) -> dict[str, Any]:
     """Run a transaction Bundle atomically; return the transaction-response Bundle."""
     entries = [_parse_entry(i, e, store.fhir_base) for i, e in enumerate(bundle.get("entry", []))]
     targets: set[str] = set()
@@ -170,7 +181,7 @@ async def run_transaction(store: Store, bundle: dict[str, Any]) -> dict[str, Any
             mapping[ref] = f"{rtype}/{found}"
         # Pass 2: write in FHIR's order.
         for e in sorted(entries, key=lambda x: (_ORDER[x.method], x.index)):
-            responses[e.index] = await _run_entry(writer, store, e, mapping, existing)
+            responses[e.index] = await _run_entry(writer, store, e, mapping, existing, reveal)
     return {
         "resourceType": "Bundle",
         "type": "transaction-response",
@@ -191,6 +202,7 @@ async def _run_entry(
     e: _Entry,
     mapping: dict[str, str],
     existing: dict[int, WriteResult],
+    reveal: Reveal = _as_is,
 ) -> dict[str, Any]:
     assert e.rid is not None or e.method == "GET"  # noqa: S101 - set in pass 1
     if e.method == "DELETE":
@@ -206,7 +218,7 @@ async def _run_entry(
                 "only reads (GET Type/id) are supported inside a transaction",
                 expression=f"Bundle.entry[{e.index}].request.url",
             )
-        resource = await store.read(e.rtype, e.rid, conn=writer.conn)
+        resource = await reveal(await store.read(e.rtype, e.rid, conn=writer.conn))
         return {"response": {"status": "200 OK"}, "resource": resource}
     assert e.resource is not None and e.rid is not None  # noqa: S101
     if e.index in existing:
@@ -220,7 +232,9 @@ async def _run_entry(
     }
 
 
-async def run_batch(store: Store, bundle: dict[str, Any]) -> dict[str, Any]:
+async def run_batch(
+    store: Store, bundle: dict[str, Any], *, reveal: Reveal = _as_is
+) -> dict[str, Any]:
     """Run each entry of a batch Bundle on its own; failures are reported per entry."""
     out: list[dict[str, Any]] = []
     for i, raw in enumerate(bundle.get("entry", [])):
@@ -232,7 +246,7 @@ async def run_batch(store: Store, bundle: dict[str, Any]) -> dict[str, Any]:
                         "search inside a batch is not supported",
                         expression=f"Bundle.entry[{i}].request.url",
                     )
-                resource = await store.read(e.rtype, e.rid)
+                resource = await reveal(await store.read(e.rtype, e.rid))
                 out.append({"response": {"status": "200 OK"}, "resource": resource})
                 continue
             async with store.write("batch") as writer:

@@ -565,7 +565,7 @@ class Store:
                 if len(rows) < _CANDIDATE_CHUNK:
                     exhausted = True
                     break
-            total = len(visible) if exhausted else None
+            total = len(visible) if exhausted and need_all else None
             if request.summary_count or request.count == 0:
                 return SearchResult([], total=total)
             page = visible[request.offset : request.offset + request.count]
@@ -574,6 +574,27 @@ class Store:
             included = await visibility.includes(included, page)
         has_more = len(visible) > request.offset + request.count
         return SearchResult(page, included, total, has_more=has_more)
+
+    async def referring_to(
+        self, rtype: str, rid: str, *, limit: int = 10_000
+    ) -> list[dict[str, Any]]:
+        """Every current resource with a reference to ``rtype/rid`` (for $everything)."""
+        query = (
+            select(resources.c.content)
+            .where(
+                resources.c.deleted == false(),
+                tuple_(resources.c.type, resources.c.id).in_(
+                    select(idx_reference.c.type, idx_reference.c.id).where(
+                        idx_reference.c.target_type == rtype, idx_reference.c.target_id == rid
+                    )
+                ),
+            )
+            .order_by(resources.c.type, resources.c.last_updated, resources.c.id)
+            .limit(limit)
+        )
+        async with self.read_connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [json.loads(r.content) for r in rows]
 
     async def _included(
         self,

@@ -1,0 +1,297 @@
+"""Consent enforcement through the real API with real tokens, on SQLite and PostgreSQL.
+
+Ole's rehabilitation plan is written by the hospital and addressed to the rehab unit. The job
+centre sees nothing of it (read, search, totals, history, _has, $everything, the Patient)
+until Ole's consent names it, and nothing again after the consent is withdrawn. Every read
+leaves AuditEvents the citizen portal can list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from consent import ADDRESSEE_SYSTEM, DATA_CATEGORY_SYSTEM
+from gateway.app import create_app
+from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
+from gateway.auth.keys import private_key_path, read_private_key
+from gateway.settings import Settings
+from tests.consent.consent_builders import actor_org, consent, provision
+
+CPR = "urn:oid:1.2.208.176.1.2"
+SKS_D = "urn:oid:1.2.208.176.2.4.12"
+SCOPES = "system/*.read system/*.write"
+
+
+class Api:
+    """One participant's view of the gateway (a real token on the real app)."""
+
+    def __init__(self, client: httpx.AsyncClient, token: str) -> None:
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def get(self, path: str, **params: Any) -> httpx.Response:
+        return await self.client.get(f"/fhir/{path}", params=params, headers=self.headers)
+
+    async def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return await self.client.post(f"/fhir/{path}", json=body, headers=self.headers)
+
+    async def put(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return await self.client.put(f"/fhir/{path}", json=body, headers=self.headers)
+
+    async def created(self, body: dict[str, Any]) -> str:
+        response = await self.post(body["resourceType"], body)
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    async def ids(self, path: str, **params: Any) -> list[str]:
+        response = await self.get(path, **params)
+        assert response.status_code == 200, response.text
+        return [
+            e["resource"]["id"]
+            for e in response.json().get("entry", [])
+            if e["search"]["mode"] == "match"
+        ]
+
+    async def total(self, path: str, **params: Any) -> int:
+        response = await self.get(path, _summary="count", **params)
+        assert response.status_code == 200, response.text
+        return int(response.json()["total"])
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings.model_copy(update={"demo": True}))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def as_(client: httpx.AsyncClient, settings: Settings) -> Any:
+    async def login(name: str, purpose: str | None = None, patient: str | None = None) -> Api:
+        key = read_private_key(private_key_path(settings.keys_dir, name))
+        form = {
+            "grant_type": "client_credentials",
+            "client_assertion_type": CLIENT_ASSERTION_TYPE,
+            "client_assertion": make_client_assertion(key, name, settings.token_url),
+            "scope": SCOPES,
+        }
+        if purpose:
+            form["purpose"] = purpose
+        if patient:
+            form["patient"] = patient
+        response = await client.post("/auth/token", data=form)
+        assert response.status_code == 200, response.text
+        return Api(client, response.json()["access_token"])
+
+    return login
+
+
+def labels(*codes: str) -> list[dict[str, str]]:
+    return [{"system": DATA_CATEGORY_SYSTEM, "code": c} for c in codes]
+
+
+async def test_job_centre_sees_the_plan_only_under_consent(as_: Any) -> None:
+    hospital = await as_("auh-ortopaedi", "TREAT")
+    rehab = await as_("aarhus-genoptraening", "rehabilitation-planning")
+    jobcentre = await as_("jobcenter-aarhus", "sickness-benefit-follow-up")
+
+    ole = await hospital.created(
+        {"resourceType": "Patient", "identifier": [{"system": CPR, "value": "0101801234"}]}
+    )
+    plan = await hospital.created(
+        {
+            "resourceType": "ServiceRequest",
+            "meta": {
+                "security": labels("rehab-plan"),
+                "tag": [{"system": ADDRESSEE_SYSTEM, "code": "aarhus-genoptraening"}],
+            },
+            "status": "active",
+            "intent": "plan",
+            "subject": {"reference": f"Patient/{ole}"},
+            "authoredOn": "2026-11-01",
+        }
+    )
+
+    # The author and the addressee see it.
+    assert (await hospital.get(f"ServiceRequest/{plan}")).status_code == 200
+    assert (await rehab.get(f"ServiceRequest/{plan}")).status_code == 200
+    assert await rehab.ids("ServiceRequest", patient=ole) == [plan]
+
+    async def job_centre_sees_nothing(*, patient_hidden: bool = True) -> None:
+        read = await jobcentre.get(f"ServiceRequest/{plan}")
+        assert read.status_code == 404
+        assert read.json()["issue"][0]["code"] == "not-found"
+        assert (await jobcentre.get(f"ServiceRequest/{plan}/_history/1")).status_code == 404
+        assert (await jobcentre.get(f"ServiceRequest/{plan}/_history")).status_code == 404
+        if patient_hidden:
+            assert (await jobcentre.get(f"Patient/{ole}")).status_code == 404
+        assert await jobcentre.ids("ServiceRequest", patient=ole) == []
+        assert await jobcentre.total("ServiceRequest") == 0
+        search = (await jobcentre.get("ServiceRequest")).json()
+        assert search["total"] == 0 and "entry" not in search
+        assert (
+            await jobcentre.ids("Patient", **{"_has:ServiceRequest:patient:intent": "plan"}) == []
+        )
+        assert (
+            await jobcentre.ids("ServiceRequest", **{"patient.identifier": f"{CPR}|0101801234"})
+            == []
+        )
+        everything = await jobcentre.get(f"Patient/{ole}/$everything")
+        if patient_hidden:
+            assert everything.status_code == 404
+        else:
+            shown = {e["resource"]["resourceType"] for e in everything.json()["entry"]}
+            assert "ServiceRequest" not in shown
+
+    await job_centre_sees_nothing()
+
+    permit = consent(
+        "ignored",
+        patient=f"Patient/{ole}",
+        date_time="2026-11-02T09:00:00+01:00",
+        actors=[actor_org("jobcenter-aarhus")],
+        purposes=("sickness-benefit-follow-up",),
+        labels=("rehab-plan", "rehab-progress"),
+    )
+    permit.pop("id")
+    recorded = await jobcentre.post("Consent", permit)
+    assert recorded.status_code == 201, recorded.text
+    consent_id = recorded.json()["id"]
+
+    assert (await jobcentre.get(f"ServiceRequest/{plan}")).status_code == 200
+    assert await jobcentre.ids("ServiceRequest", patient=ole) == [plan]
+    assert await jobcentre.total("ServiceRequest") == 1
+    assert (await jobcentre.get(f"Patient/{ole}")).status_code == 200
+    assert await jobcentre.ids("Patient", **{"_has:ServiceRequest:patient:intent": "plan"}) == [ole]
+    everything = (await jobcentre.get(f"Patient/{ole}/$everything")).json()
+    assert {e["resource"]["id"] for e in everything["entry"]} >= {ole, plan}
+
+    # A purpose the consent does not name opens nothing.
+    other_purpose = await as_("jobcenter-aarhus", "round-table-meeting")
+    assert (await other_purpose.get(f"ServiceRequest/{plan}")).status_code == 404
+
+    withdrawn = {**recorded.json(), "status": "inactive"}
+    assert (await jobcentre.put(f"Consent/{consent_id}", withdrawn)).status_code == 200
+    # The job centre recorded Ole's consent, so Ole himself stays known to it; his plan not.
+    await job_centre_sees_nothing(patient_hidden=False)
+
+    # Who looked: the citizen portal, acting for Ole, lists the AuditEvents about him.
+    portal = await as_("borger-portal", "citizen-access", patient=f"Patient/{ole}")
+    events = (await portal.get("AuditEvent", patient=ole, _count=500)).json()
+    audited = [e["resource"] for e in events.get("entry", [])]
+    jobcentre_events = [a for a in audited if a["agent"][0]["who"]["display"] == "jobcenter-aarhus"]
+    outcomes = {a["outcome"] for a in jobcentre_events}
+    assert outcomes == {"0", "4"}  # disclosures and denials
+    permitted_by = {
+        d["valueString"]
+        for a in jobcentre_events
+        if a["outcome"] == "0"
+        for entity in a["entity"]
+        for d in entity.get("detail", [])
+        if d["type"] == "consent"
+    }
+    assert permitted_by == {f"Consent/{consent_id}"}
+    # The portal may not look at somebody else's events, and nobody may write them.
+    assert (await portal.post("AuditEvent", audited[0])).status_code == 405
+
+
+async def test_mental_health_stays_hidden_unless_named(as_: Any) -> None:
+    gp = await as_("laegerne-soendergade", "medical-statement")
+    jobcentre = await as_("jobcenter-aarhus", "sickness-benefit-follow-up")
+    birgitte = await gp.created({"resourceType": "Patient"})
+    diagnosis = await gp.created(
+        {
+            "resourceType": "Condition",
+            "meta": {"security": labels("medical-statement", "mental-health")},
+            "code": {"coding": [{"system": SKS_D, "code": "DF432"}]},
+            "subject": {"reference": f"Patient/{birgitte}"},
+            "recordedDate": "2026-10-01",
+        }
+    )
+    statement = await gp.created(
+        {
+            "resourceType": "Observation",
+            "meta": {"security": labels("medical-statement")},
+            "status": "final",
+            "code": {"text": "work capacity"},
+            "subject": {"reference": f"Patient/{birgitte}"},
+            "effectiveDateTime": "2026-10-01",
+        }
+    )
+    body = consent(
+        "x",
+        patient=f"Patient/{birgitte}",
+        date_time="2026-10-02T09:00:00+02:00",
+        actors=[actor_org("jobcenter-aarhus")],
+        purposes=("sickness-benefit-follow-up",),
+        labels=("medical-statement",),
+    )
+    body.pop("id")
+    assert (await jobcentre.post("Consent", body)).status_code == 201
+    assert (await jobcentre.get(f"Observation/{statement}")).status_code == 200
+    assert (await jobcentre.get(f"Condition/{diagnosis}")).status_code == 404
+    assert await jobcentre.ids("Condition", patient=birgitte) == []
+
+
+async def test_employer_never_sees_a_diagnosis(as_: Any) -> None:
+    gp = await as_("laegerne-soendergade", "medical-statement")
+    jobcentre = await as_("jobcenter-aarhus", "sickness-benefit-follow-up")
+    employer = await as_("lys-montage", "round-table-meeting")
+    patient = await gp.created({"resourceType": "Patient"})
+    subject = {"reference": f"Patient/{patient}"}
+    condition = await gp.created(
+        {
+            "resourceType": "Condition",
+            "meta": {"security": labels("medical-statement", "employment-relevant")},
+            "code": {"coding": [{"system": SKS_D, "code": "DM545"}]},
+            "subject": subject,
+        }
+    )
+    hours = await gp.created(
+        {
+            "resourceType": "Observation",
+            "meta": {"security": labels("medical-statement", "employment-relevant")},
+            "status": "final",
+            "code": {"text": "hours per week"},
+            "valueQuantity": {"value": 20, "unit": "h/wk"},
+            "focus": [{"reference": f"Condition/{condition}"}],
+            "subject": subject,
+            "effectiveDateTime": "2026-10-01",
+        }
+    )
+    body = consent(
+        "x",
+        patient=f"Patient/{patient}",
+        date_time="2026-10-02T09:00:00+02:00",
+        top=provision(
+            actors=[actor_org("lys-montage")],
+            purposes=("round-table-meeting",),
+            labels=("employment-relevant",),
+        ),
+    )
+    body.pop("id")
+    assert (await jobcentre.post("Consent", body)).status_code == 201
+    seen = await employer.get(f"Observation/{hours}")
+    assert seen.status_code == 200
+    assert seen.json()["valueQuantity"]["value"] == 20
+    assert f"Condition/{condition}" not in seen.text  # the link to the diagnosis is redacted
+    assert (await employer.get(f"Condition/{condition}")).status_code == 404
+    everything = (await employer.get(f"Patient/{patient}/$everything")).json()
+    shown = str(everything)
+    assert "DM545" not in shown and "Condition" not in {
+        e["resource"]["resourceType"] for e in everything["entry"]
+    }
+    # An employer may not record consents.
+    assert (await employer.post("Consent", body)).status_code == 403
