@@ -8,6 +8,7 @@ import os
 import typer
 import uvicorn
 
+from gateway.audit_cli import register as register_audit_command
 from gateway.participants.cli import register as register_participant_commands
 from gateway.settings import Settings
 from gateway.store.database import Database
@@ -16,6 +17,7 @@ app = typer.Typer(no_args_is_help=True, help="Brobygger FHIR gateway")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema")
 app.add_typer(db_app, name="db")
 register_participant_commands(app)
+register_audit_command(app)
 
 
 @app.command()
