@@ -315,6 +315,5 @@ class ConsentGate:
         if not events:
             return 0
         async with self.store.write("audit") as writer:
-            for event in events:
-                await writer.put(event)
+            await writer.insert_new(events)
         return len(events)
