@@ -236,7 +236,9 @@ class ConsentGate:
         groups: dict[tuple[str, str], list[tuple[str, Decision]]] = defaultdict(list)
         for outcome, decisions in (("0", self._disclosed), ("4", self._denied)):
             for key, decision in decisions.items():
-                if decision.rule == "directory":
+                # Directory data is not health data; reading the audit trail is not audited
+                # again (it would only describe itself).
+                if decision.rule == "directory" or key.startswith("AuditEvent/"):
                     continue
                 patient = self._patient_of.get(key)
                 if patient is None:

@@ -54,7 +54,7 @@ def _row(event: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
                 why.add(str(detail.get("valueString")))
     action = ",".join(s.get("code", "") for s in event.get("subtype", []))
     return (
-        str(event.get("recorded", "")),
+        str(event.get("recorded", ""))[:19].replace("T", " "),
         who,
         ",".join(purposes) or "-",
         f"{action} {outcome}",
@@ -91,8 +91,8 @@ def register(app: typer.Typer) -> None:
             console.print("no AuditEvents for that citizen")
             return
         table = Table(title=f"Who has looked ({len(events)} events)")
-        for column in ("when", "participant", "purpose", "what happened", "resources", "why"):
-            table.add_column(column)
+        for column in ("when (UTC)", "participant", "purpose", "what happened", "resources", "why"):
+            table.add_column(column, overflow="fold")
         for event in events:
             table.add_row(*_row(event))
         console.print(table)
