@@ -319,3 +319,45 @@ class ConsentGate:
         async with self.store.write("audit") as writer:
             await writer.insert_new(events)
         return len(events)
+
+
+def consent_change_event(
+    principal: Principal, consent: dict[str, Any], action: str
+) -> dict[str, Any]:
+    """The AuditEvent for recording or changing a Consent (written in the same transaction)."""
+    requester = requester_of(principal)
+    agent: dict[str, Any] = {"who": {"display": principal.participant}, "requestor": True}
+    if requester.organization:
+        agent["who"]["reference"] = requester.organization
+    entities: list[dict[str, Any]] = []
+    patient = patient_of(consent)
+    if patient is not None:
+        entities.append(
+            {
+                "what": {"reference": patient},
+                "type": {"system": _ENTITY_TYPE, "code": "1"},
+                "role": {"system": _OBJECT_ROLE, "code": "1"},
+            }
+        )
+    entities.append(
+        {
+            "what": {"reference": reference_of(consent)},
+            "type": {"system": _ENTITY_TYPE, "code": "2"},
+            "role": {"system": _OBJECT_ROLE, "code": "4"},
+            "detail": [{"type": "status", "valueString": str(consent.get("status", ""))}],
+        }
+    )
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": new_id(),
+        "type": _AUDIT_TYPE,
+        "subtype": [{"system": _INTERACTION_SYSTEM, "code": action}],
+        "action": "C" if action == "create" else "U",
+        "recorded": format_instant(utc_now()),
+        "outcome": "0",
+        "outcomeDesc": f"consent {consent.get('status', '')}",
+        "agent": [agent],
+        "source": {"observer": {"display": "Brobygger gateway"}},
+        "entity": entities,
+    }
+    return stamp_author(event, GATEWAY_PARTICIPANT)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.access import ConsentGate
+from gateway.access import ConsentGate, consent_change_event
 from gateway.api.capability import capability_statement
 from gateway.api.guard import check_delete, prepare_write, resolve_guarded_joins
 from gateway.api.responses import fhir_response
@@ -158,6 +158,12 @@ async def transaction_or_batch(
                 expression=f"Bundle.entry[{i}].request.url",
             )
         _authorize(principal, rtype, "read" if method == "GET" else "write")
+        if rtype == "Consent" and method != "GET":
+            # Consent changes are audited one by one; they do not travel in Bundles.
+            raise BadRequest(
+                "record or change a Consent at /fhir/Consent, not inside a Bundle",
+                expression=f"Bundle.entry[{i}].request.url",
+            )
         if method == "DELETE":
             check_delete(principal, rtype)
         if entry.get("resource") is not None and method in ("POST", "PUT"):
@@ -239,11 +245,24 @@ async def create(
     resource = prepare_write(principal, _validated(data, resource_type, status_422=False))
     resource.pop("id", None)
     if_none_exist = request.headers.get("if-none-exist")
-    result = await store.create(resource, if_none_exist=if_none_exist)
+    async with store.write("create") as writer:
+        result = await writer.create(resource, if_none_exist=if_none_exist)
+        if resource_type == "Consent" and not result.matched_existing:
+            await writer.insert_new([consent_change_event(principal, result.resource, "create")])
     if result.matched_existing:
-        return fhir_response(
-            result.resource, status_code=200, headers=_read_headers(result.resource)
-        )
+        # The match may be someone else's: show it only if the caller may see it.
+        shown: dict[str, Any] | None = result.resource
+        if settings.enforce_consent:
+            gate = ConsentGate(store, principal, interaction="create")
+            try:
+                shown = await gate.check(result.resource)
+            except NotFound:
+                shown = None
+            finally:
+                await gate.flush()
+        if shown is None:
+            return Response(status_code=200, headers=_read_headers(result.resource))
+        return fhir_response(shown, status_code=200, headers=_read_headers(result.resource))
     return _write_response(request, result, settings)
 
 
@@ -298,9 +317,13 @@ async def update(
     if data.get("id") != resource_id:
         raise BadRequest("the resource's id must equal the id in the URL", expression="id")
     resource = prepare_write(principal, _validated(data, resource_type, status_422=False))
-    result = await store.update(
-        resource_type, resource_id, resource, if_match=request.headers.get("if-match")
-    )
+    async with store.write("update") as writer:
+        result = await writer.put(
+            {**resource, "id": resource_id}, if_match=request.headers.get("if-match")
+        )
+        if resource_type == "Consent" and not result.unchanged:
+            action = "create" if result.created else "update"
+            await writer.insert_new([consent_change_event(principal, result.resource, action)])
     return _write_response(request, result, settings)
 
 

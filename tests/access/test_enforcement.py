@@ -203,7 +203,15 @@ async def test_job_centre_sees_the_plan_only_under_consent(as_: Any) -> None:
         if d["type"] == "consent"
     }
     assert permitted_by == {f"Consent/{consent_id}"}
-    # The portal may not look at somebody else's events, and nobody may write them.
+    # Recording and withdrawing the consent were audited in the same transactions.
+    changes = [
+        (a["subtype"][0]["code"], a["entity"][-1]["detail"][0]["valueString"])
+        for a in audited
+        if a["subtype"][0]["code"] in ("create", "update")
+        and any(e["what"]["reference"] == f"Consent/{consent_id}" for e in a["entity"])
+    ]
+    assert sorted(changes) == [("create", "active"), ("update", "inactive")]
+    # Nobody may write AuditEvents, not even the citizen portal.
     assert (await portal.post("AuditEvent", audited[0])).status_code == 405
 
 
@@ -295,3 +303,28 @@ async def test_employer_never_sees_a_diagnosis(as_: Any) -> None:
     }
     # An employer may not record consents.
     assert (await employer.post("Consent", body)).status_code == 403
+
+
+async def test_consents_travel_alone_and_only_from_those_allowed(as_: Any) -> None:
+    hospital = await as_("auh-ortopaedi", "TREAT")
+    jobcentre = await as_("jobcenter-aarhus", "sickness-benefit-follow-up")
+    patient = await hospital.created({"resourceType": "Patient"})
+    body = consent(
+        "x",
+        patient=f"Patient/{patient}",
+        actors=[actor_org("jobcenter-aarhus")],
+        purposes=("sickness-benefit-follow-up",),
+        labels=("rehab-plan",),
+    )
+    body.pop("id")
+    assert (await hospital.post("Consent", body)).status_code == 403
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": body, "request": {"method": "POST", "url": "Consent"}}],
+    }
+    assert (await jobcentre.post("", bundle)).status_code == 400
+    broken = {**body, "scope": {"text": "something else"}}
+    refused = await jobcentre.post("Consent", broken)
+    assert refused.status_code == 422 and refused.json()["resourceType"] == "OperationOutcome"
+    assert await jobcentre.total("Consent") == 0
