@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = Database(settings.database_url)
         await database.migrate()
         store = Store(database, fhir_base=settings.fhir_base)
+        await store.refresh_statistics()
         app.state.database = database
         app.state.store = store
         app.state.tokens = TokenService.from_settings(settings, database)

@@ -207,6 +207,7 @@ class Writer:
                 .values(**row)
             )
         await self._reindex(rtype, rid, stored)
+        self.store.written += 1
         created = current is None or bool(current.deleted)
         return WriteResult(stored, created=created)
 
@@ -246,6 +247,7 @@ class Writer:
         for table, values in index.items():
             if values:
                 await self.conn.execute(insert(table), values)
+        self.store.written += len(stored_all)
         return stored_all
 
     async def delete(self, rtype: str, rid: str) -> int | None:
@@ -363,6 +365,12 @@ class Store:
         # One writer at a time per process on SQLite (the file takes one writer anyway);
         # BEGIN IMMEDIATE plus busy_timeout orders writers across processes.
         self._sqlite_write_lock = asyncio.Lock() if database.is_sqlite else None
+        # SQLite plans well only with statistics (without them it walks every resource of a
+        # type in sort order instead of looking up the few index matches: 30-250 ms instead
+        # of 0.1 ms at 50,000 Observations). They are refreshed as the data grows
+        # geometrically; PostgreSQL's autovacuum does this by itself.
+        self.written = 0
+        self._analyze_after = 1
 
     # --- transactions ---------------------------------------------------------------------
 
@@ -380,11 +388,28 @@ class Store:
                             await conn.exec_driver_sql("ROLLBACK")
                             raise
                         await conn.exec_driver_sql("COMMIT")
+                        if self.written >= self._analyze_after:
+                            await self._analyze(conn)
             else:
                 async with self.database.engine.begin() as conn:
                     yield Writer(conn, self)
         except DBAPIError as exc:
             raise _translate_db_error(exc, operation) from exc
+
+    async def refresh_statistics(self) -> None:
+        """SQLite: gather planner statistics now (at start-up; cheap, bounded)."""
+        if self._sqlite_write_lock is None:
+            return
+        async with self._sqlite_write_lock, self.database.engine.connect() as conn:
+            await self._analyze(conn)
+
+    async def _analyze(self, conn: AsyncConnection) -> None:
+        # analysis_limit bounds the work per index (milliseconds, whatever the table size).
+        await conn.exec_driver_sql("PRAGMA analysis_limit=400")
+        await conn.exec_driver_sql("ANALYZE")
+        total = (await conn.exec_driver_sql("SELECT count(*) FROM resources")).scalar_one()
+        self.written = 0
+        self._analyze_after = max(500, int(total) // 2)
 
     @asynccontextmanager
     async def read_connection(self) -> AsyncIterator[AsyncConnection]:
