@@ -131,6 +131,17 @@ class ConsentGate:
             now=self.now,
             patients_with_visible_records=frozenset(visible_patients),
         )
+        if self.requester.kind != "citizen-portal":
+            # The audit trail names resources (also hidden ones) and who asked: it is the
+            # citizen's to read, never another participant's, whatever a consent says.
+            decisions = [
+                Decision(
+                    "deny", "audit-trail", "only the citizen reads the audit trail", target=d.target
+                )
+                if r.get("resourceType") == "AuditEvent"
+                else d
+                for r, d in zip(items, decisions, strict=True)
+            ]
         for resource, decision in zip(items, decisions, strict=True):
             key = reference_of(resource)
             self._decisions[key] = decision

@@ -251,6 +251,52 @@ async def _check(
                 f"/fhir/{rtype}", params={"patient": patient, "_summary": "count"}, headers=headers
             )
             assert count.json()["total"] == len(want)
+            # _include brings the Patient along exactly when a visible match refers to it.
+            included = await client.get(
+                f"/fhir/{rtype}",
+                params={"patient": patient, "_include": f"{rtype}:subject"},
+                headers=headers,
+            )
+            modes = {
+                (e["search"]["mode"], e["resource"]["id"]) for e in included.json().get("entry", [])
+            }
+            assert {i for m, i in modes if m == "match"} == want
+            assert {i for m, i in modes if m == "include"} == ({patient} if want else set())
+
+    # History: a record's versions are there exactly when the record is visible.
+    for rid, resource in stored.items():
+        history = await client.get(
+            f"/fhir/{resource['resourceType']}/{rid}/_history", headers=headers
+        )
+        assert history.status_code == (200 if rid in expected else 404), history.text
+
+    # $everything: the patient and what refers to it, as the engine decides (consents too).
+    consent_visible = {
+        c["id"]
+        for c in consents
+        if decide(
+            requester,
+            await store.read("Consent", c["id"]),
+            by_patient[c["patient"]["reference"]],
+            now=now,
+        ).permitted
+    }
+    for index, patient in enumerate(patient_ids):
+        visible_records = {
+            rid for rid in expected if case["records"][_position(records, rid)]["patient"] == index
+        } | {
+            c["id"]
+            for c in consents
+            if c["id"] in consent_visible and c["patient"]["reference"] == patients[index]
+        }
+        patient_visible = who == "auh-ortopaedi" or bool(visible_records)
+        everything = await client.get(f"/fhir/Patient/{patient}/$everything", headers=headers)
+        if not patient_visible:
+            assert everything.status_code == 404, everything.text
+            continue
+        assert everything.status_code == 200, everything.text
+        returned = {e["resource"]["id"] for e in everything.json().get("entry", [])}
+        assert returned == {patient} | visible_records
 
 
 async def _audits(store: Store, target: str) -> list[dict[str, Any]]:
