@@ -8,7 +8,7 @@ asks this module to check or build a resource.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -57,7 +57,7 @@ class ResourceInvalid(ValueError):
         self.issues = issues
 
 
-@lru_cache(maxsize=None)
+@cache
 def _model_class(resource_type: str) -> Any:
     try:
         return get_fhir_model_class(resource_type)
