@@ -31,6 +31,8 @@ from gateway.auth.principal import Principal
 from gateway.auth.tokens import purpose_coding
 from gateway.errors import NotFound
 from gateway.search.dates import format_instant, utc_now
+from gateway.store import audit_log
+from gateway.store.audit_writer import AuditWriter
 from gateway.store.repository import Store, new_id
 from gateway.store.schema import idx_reference, resources
 
@@ -78,6 +80,8 @@ class ConsentGate:
         self.requester = requester_of(principal)
         self.interaction = interaction
         self.audit = audit
+        # Set by the app (gateway.store.audit_writer); without it events are written here.
+        self.writer: AuditWriter | None = getattr(store, "audit_writer", None)
         self.now = now or datetime.now(UTC)
         self._consents: dict[str, list[Any]] = {}
         self._decisions: dict[str, Decision] = {}
@@ -327,8 +331,11 @@ class ConsentGate:
         events = self._events()
         if not events:
             return 0
-        async with self.store.write("audit") as writer:
-            await writer.insert_new(events)
+        if self.writer is not None:
+            await self.writer.write(events)
+        else:
+            async with self.store.write("audit") as writer:
+                await audit_log.append(writer.conn, events)
         return len(events)
 
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from gateway.api.fhir import router as fhir_router
 from gateway.api.responses import fhir_response
+from gateway.api.validate import router as validate_router
 from gateway.auth.routes import router as auth_router
 from gateway.auth.tokens import TokenService
 from gateway.errors import (
@@ -22,9 +23,11 @@ from gateway.errors import (
     NotFound,
     operation_outcome,
 )
+from gateway.ingest.routes import router as ingest_router
 from gateway.ops import install_operations
 from gateway.participants.demo import ensure_demo_participants
 from gateway.settings import Settings, get_settings
+from gateway.store.audit_writer import AuditWriter
 from gateway.store.database import Database
 from gateway.store.repository import Store
 
@@ -41,11 +44,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.database = database
         app.state.store = store
         app.state.tokens = TokenService.from_settings(settings, database)
+        app.state.audit_writer = store.audit_writer = AuditWriter(store, settings.audit_write)
         if settings.demo:
             await ensure_demo_participants(settings, database, store)
         try:
             yield
         finally:
+            await app.state.audit_writer.close()
             await database.dispose()
 
     app = FastAPI(
@@ -58,7 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     install_operations(app, settings)
     app.include_router(auth_router)
+    # $validate first: "POST /fhir/$validate" must not reach "POST /fhir/{resource_type}".
+    app.include_router(validate_router, prefix="/fhir")
     app.include_router(fhir_router, prefix="/fhir")
+    app.include_router(ingest_router)
     return app
 
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.settings import Settings
+from gateway.store import audit_log
 from gateway.store.database import Database
 from gateway.store.repository import Store
 
@@ -22,18 +23,12 @@ async def audit_trail(store: Store, cpr: str, *, limit: int = 500) -> list[dict[
         store.parse("Patient", [("identifier", f"{CPR_SYSTEM}|{cpr}"), ("_count", "50")])
     )
     events: list[dict[str, Any]] = []
-    for patient in patients.matches:
-        result = await store.search(
-            store.parse(
-                "AuditEvent",
-                [
-                    ("patient", f"Patient/{patient['id']}"),
-                    ("_sort", "-date"),
-                    ("_count", str(limit)),
-                ],
+    async with store.read_connection() as conn:
+        for patient in patients.matches:
+            found, _ = await audit_log.search(
+                conn, audit_log.AuditQuery(patient_id=str(patient["id"]), count=limit)
             )
-        )
-        events += result.matches
+            events += found
     events.sort(key=lambda e: str(e.get("recorded", "")), reverse=True)
     return events[:limit]
 

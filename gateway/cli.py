@@ -9,6 +9,7 @@ import typer
 import uvicorn
 
 from gateway.audit_cli import register as register_audit_command
+from gateway.ingest.cli import register as register_ingest_commands
 from gateway.participants.cli import register as register_participant_commands
 from gateway.settings import Settings
 from gateway.store.database import Database
@@ -18,6 +19,7 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema")
 app.add_typer(db_app, name="db")
 register_participant_commands(app)
 register_audit_command(app)
+register_ingest_commands(app)
 
 
 @app.command()

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     demo: bool = False
     # Consent enforcement on every read path; off only for benchmarks (refused in production).
     enforce_consent: bool = True
+    # Read-path AuditEvents: "sync" commits them before the response; "batched" commits them
+    # right after, many per transaction (see gateway/store/audit_writer.py for the trade-off).
+    audit_write: Literal["sync", "batched"] = "sync"
     log_level: str = "INFO"
 
     @model_validator(mode="after")

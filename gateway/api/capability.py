@@ -21,6 +21,26 @@ _INTERACTIONS = [
 _COMMON_NAMES = {p.name for p in COMMON}
 
 
+# The audit trail is append-only and written by the gateway alone (gateway/api/audit.py).
+_AUDIT_EVENT: dict[str, Any] = {
+    "type": "AuditEvent",
+    "documentation": "The citizen's audit trail: readable by the citizen portal only",
+    "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
+    "versioning": "no-version",
+    "readHistory": False,
+    "updateCreate": False,
+    "conditionalCreate": False,
+    "conditionalRead": "not-supported",
+    "conditionalUpdate": False,
+    "conditionalDelete": "not-supported",
+    "searchParam": [
+        {"name": "patient", "type": "reference"},
+        {"name": "date", "type": "date"},
+        {"name": "outcome", "type": "token"},
+    ],
+}
+
+
 def _includes(rtype: str) -> list[str]:
     return sorted(
         f"{rtype}:{p.name}" for p in SEARCH_PARAMS[rtype].values() if p.kind == "reference"
@@ -31,6 +51,8 @@ def _revincludes(rtype: str) -> list[str]:
     out: list[str] = []
     for source, params in SEARCH_PARAMS.items():
         for p in params.values():
+            if source == "AuditEvent":
+                continue
             if p.kind == "reference" and (not p.targets or rtype in p.targets):
                 out.append(f"{source}:{p.name}")
     return sorted(out)
@@ -39,6 +61,9 @@ def _revincludes(rtype: str) -> list[str]:
 def capability_statement(settings: Settings, software_version: str) -> dict[str, Any]:
     resources: list[dict[str, Any]] = []
     for rtype in SUPPORTED_TYPES:
+        if rtype == "AuditEvent":
+            resources.append(_AUDIT_EVENT)
+            continue
         params = [
             {"name": p.name, "type": "uri" if p.kind == "uri" else p.kind}
             for p in SEARCH_PARAMS[rtype].values()

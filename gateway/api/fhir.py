@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.access import ConsentGate, consent_change_event
+from gateway.api.audit import audit_read, audit_search
 from gateway.api.capability import capability_statement
 from gateway.api.guard import check_delete, prepare_write, resolve_guarded_joins
 from gateway.api.responses import fhir_response
@@ -22,6 +23,7 @@ from gateway.errors import (
     Forbidden,
     InvalidResource,
     Issue,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     UnprocessableResource,
@@ -30,6 +32,7 @@ from gateway.errors import (
 from gateway.search.dates import date_range, format_instant
 from gateway.search.query import SearchRequest
 from gateway.settings import Settings
+from gateway.store import audit_log
 from gateway.store.bundles import run_batch, run_transaction
 from gateway.store.repository import HistoryEntry, Store, WriteResult
 from profiles.fhir_release import SUPPORTED_TYPES, ResourceInvalid, validate_resource
@@ -205,9 +208,10 @@ async def search_type(
     """Search (GET)."""
     _check_type(resource_type)
     _authorize(principal, resource_type, "read")
-    return await _search(
-        request, store, settings, principal, resource_type, request.query_params.multi_items()
-    )
+    items = request.query_params.multi_items()
+    if resource_type == "AuditEvent":
+        return await audit_search(request, store, settings, principal, items)
+    return await _search(request, store, settings, principal, resource_type, items)
 
 
 @router.post("/{resource_type}/_search")
@@ -227,6 +231,8 @@ async def search_type_post(
         items += parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
     elif media:
         raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded")
+    if resource_type == "AuditEvent":
+        return await audit_search(request, store, settings, principal, items)
     return await _search(request, store, settings, principal, resource_type, items)
 
 
@@ -248,7 +254,9 @@ async def create(
     async with store.write("create") as writer:
         result = await writer.create(resource, if_none_exist=if_none_exist)
         if resource_type == "Consent" and not result.matched_existing:
-            await writer.insert_new([consent_change_event(principal, result.resource, "create")])
+            await audit_log.append(
+                writer.conn, [consent_change_event(principal, result.resource, "create")]
+            )
     if result.matched_existing:
         # The match may be someone else's: show it only if the caller may see it.
         shown: dict[str, Any] | None = result.resource
@@ -295,6 +303,9 @@ async def read(
     _check_type(resource_type)
     _check_id(resource_id)
     _authorize(principal, resource_type, "read")
+    if resource_type == "AuditEvent":
+        resource = await audit_read(store, principal, resource_id)
+        return fhir_response(resource, headers=_read_headers(resource))
     resource = await store.read(resource_type, resource_id)
     resource = await _visible(store, principal, settings, "read", resource)
     return fhir_response(resource, headers=_read_headers(resource))
@@ -323,7 +334,9 @@ async def update(
         )
         if resource_type == "Consent" and not result.unchanged:
             action = "create" if result.created else "update"
-            await writer.insert_new([consent_change_event(principal, result.resource, action)])
+            await audit_log.append(
+                writer.conn, [consent_change_event(principal, result.resource, action)]
+            )
     return _write_response(request, result, settings)
 
 
@@ -370,6 +383,11 @@ async def vread(
     _check_type(resource_type)
     _check_id(resource_id)
     _authorize(principal, resource_type, "read")
+    if resource_type == "AuditEvent":
+        if version_id != "1":
+            raise NotFound(f"AuditEvent/{resource_id} has only version 1")
+        resource = await audit_read(store, principal, resource_id)
+        return fhir_response(resource, headers=_read_headers(resource))
     resource = await store.vread(resource_type, resource_id, version_id)
     resource = await _visible(store, principal, settings, "vread", resource)
     return fhir_response(resource, headers=_read_headers(resource))
@@ -530,6 +548,9 @@ async def _history(
             since = date_range(params["_since"])[0]
         except ValueError as exc:
             raise BadRequest("_since needs a FHIR instant", expression="_since") from exc
+    if rtype in (None, "AuditEvent"):
+        if rtype == "AuditEvent":
+            raise MethodNotAllowed("the audit trail has no history: each event is written once")
     unknown = set(params) - {"_count", "_offset", "_since", "_format", "_pretty"}
     if unknown and _prefer(request).get("handling") != "lenient":
         raise BadRequest(

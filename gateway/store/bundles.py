@@ -135,6 +135,19 @@ async def run_transaction(
     store: Store, bundle: dict[str, Any], *, reveal: Reveal = _as_is
 ) -> dict[str, Any]:
     """Run a transaction Bundle atomically; return the transaction-response Bundle."""
+    async with store.write("transaction") as writer:
+        return await run_transaction_in(writer, bundle, reveal=reveal)
+
+
+async def run_transaction_in(
+    writer: Writer, bundle: dict[str, Any], *, reveal: Reveal = _as_is
+) -> dict[str, Any]:
+    """Run a transaction Bundle inside an open store transaction (``Store.write()``).
+
+    The caller owns the transaction: more writes may follow in it (the ingest pipeline's
+    post-processing), and any error raised before it commits leaves nothing stored.
+    """
+    store = writer.store
     entries = [_parse_entry(i, e, store.fhir_base) for i, e in enumerate(bundle.get("entry", []))]
     targets: set[str] = set()
     for e in entries:
@@ -147,41 +160,40 @@ async def run_transaction(
                 )
             targets.add(key)
     responses: dict[int, dict[str, Any]] = {}
-    async with store.write("transaction") as writer:
-        mapping: dict[str, str] = {}
-        existing: dict[int, WriteResult] = {}
-        # Pass 1: decide every id, so references between entries can be rewritten.
-        for e in entries:
-            where = f"Bundle.entry[{e.index}]"
-            if e.method == "POST":
-                if e.if_none_exist:
-                    found = await _resolve_one(writer, e.rtype, e.if_none_exist, where)
-                    if found is not None:
-                        e.rid = found
-                        existing[e.index] = WriteResult(
-                            await store.read(e.rtype, found, conn=writer.conn), created=False
-                        )
-                e.rid = e.rid or new_id()
-            elif e.method == "PUT" and e.rid is None and e.criteria:
-                e.rid = await _resolve_one(writer, e.rtype, e.criteria, where) or new_id()
-            if e.full_url and e.rid and e.method in ("POST", "PUT"):
-                mapping[e.full_url] = f"{e.rtype}/{e.rid}"
-        conditional: set[str] = set()
-        for e in entries:
-            if e.resource is not None:
-                _conditional_references(e.resource, conditional)
-        for ref in sorted(conditional):
-            rtype, _, criteria = ref.partition("?")
-            found = await _resolve_one(writer, rtype, criteria, ref)
-            if found is None:
-                # Perhaps it names a resource this transaction creates: not resolvable here.
-                raise PreconditionFailed(
-                    f"conditional reference {rtype}?… matches nothing", expression=rtype
-                )
-            mapping[ref] = f"{rtype}/{found}"
-        # Pass 2: write in FHIR's order.
-        for e in sorted(entries, key=lambda x: (_ORDER[x.method], x.index)):
-            responses[e.index] = await _run_entry(writer, store, e, mapping, existing, reveal)
+    mapping: dict[str, str] = {}
+    existing: dict[int, WriteResult] = {}
+    # Pass 1: decide every id, so references between entries can be rewritten.
+    for e in entries:
+        where = f"Bundle.entry[{e.index}]"
+        if e.method == "POST":
+            if e.if_none_exist:
+                found = await _resolve_one(writer, e.rtype, e.if_none_exist, where)
+                if found is not None:
+                    e.rid = found
+                    existing[e.index] = WriteResult(
+                        await store.read(e.rtype, found, conn=writer.conn), created=False
+                    )
+            e.rid = e.rid or new_id()
+        elif e.method == "PUT" and e.rid is None and e.criteria:
+            e.rid = await _resolve_one(writer, e.rtype, e.criteria, where) or new_id()
+        if e.full_url and e.rid and e.method in ("POST", "PUT"):
+            mapping[e.full_url] = f"{e.rtype}/{e.rid}"
+    conditional: set[str] = set()
+    for e in entries:
+        if e.resource is not None:
+            _conditional_references(e.resource, conditional)
+    for ref in sorted(conditional):
+        rtype, _, criteria = ref.partition("?")
+        found = await _resolve_one(writer, rtype, criteria, ref)
+        if found is None:
+            # Perhaps it names a resource this transaction creates: not resolvable here.
+            raise PreconditionFailed(
+                f"conditional reference {rtype}?… matches nothing", expression=rtype
+            )
+        mapping[ref] = f"{rtype}/{found}"
+    # Pass 2: write in FHIR's order.
+    for e in sorted(entries, key=lambda x: (_ORDER[x.method], x.index)):
+        responses[e.index] = await _run_entry(writer, store, e, mapping, existing, reveal)
     return {
         "resourceType": "Bundle",
         "type": "transaction-response",
@@ -283,4 +295,4 @@ async def run_batch(
     }
 
 
-__all__ = ["run_batch", "run_transaction"]
+__all__ = ["run_batch", "run_transaction", "run_transaction_in"]

@@ -371,6 +371,8 @@ class Store:
         # geometrically; PostgreSQL's autovacuum does this by itself.
         self.written = 0
         self._analyze_after = 1
+        # The app's AuditWriter (gateway.store.audit_writer), when one is running.
+        self.audit_writer: Any = None
 
     # --- transactions ---------------------------------------------------------------------
 

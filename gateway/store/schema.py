@@ -136,3 +136,19 @@ used_assertions = Table(
     Column("expires_at", DateTime, nullable=False),
     Index(None, "expires_at"),
 )
+
+# The audit trail (FHIR AuditEvents), append-only: one row per event, never updated or
+# deleted, outside the versioned resource tables so that recording a disclosure costs one
+# insert. ``patient_id`` is the patient the event is about (the citizen reads by it).
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("recorded", DateTime, nullable=False),
+    Column("patient_id", String(ID), nullable=True),
+    Column("participant", String(64), nullable=False),
+    Column("outcome", String(2), nullable=False),
+    Column("content", Text, nullable=False),
+    Index(None, "patient_id", "recorded"),
+    Index(None, "recorded"),
+)

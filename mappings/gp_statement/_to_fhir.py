@@ -40,6 +40,7 @@ from mappings._values import fhir_date_time, fhir_decimal, fhir_instant
 from mappings.gp_statement._forms import FORM_ID_SYSTEM, FORM_SYSTEM, REQUEST_ID_SYSTEM
 from mappings.gp_statement._model import Answer, FilledForm
 from mappings.gp_statement._read import NAMESPACE
+from mappings.jobcentre_case._deadlines import DEADLINE_SYSTEM, DEADLINES, STATEMENT_DUE
 
 FORMAT = "gp-statement"
 REQUEST_DOCUMENT_TYPE = "medical-statement-request"
@@ -294,7 +295,12 @@ def _add_request(
         "basedOn": [request()],
         "status": "requested",
         "intent": "order",
-        "code": concept(TASK_CODE_SYSTEM, "fulfill"),
+        "code": {
+            "coding": [
+                coding(TASK_CODE_SYSTEM, "fulfill"),
+                coding(DEADLINE_SYSTEM, STATEMENT_DUE, DEADLINES[STATEMENT_DUE][0]),
+            ]
+        },
         "focus": request(),
         "for": patient.ref(),
         "authoredOn": issued,

@@ -27,6 +27,14 @@ from mappings._parties import (
 )
 from mappings._result import MappingResult, SourceDocument
 from mappings._values import fhir_decimal, fhir_instant
+from mappings.jobcentre_case._deadlines import (
+    DEADLINE_STATUS_SYSTEM,
+    DEADLINE_STATUSES,
+    DEADLINE_SYSTEM,
+    DEADLINES,
+    Deadline,
+    case_deadlines,
+)
 from mappings.jobcentre_case._model import FollowUp, PartialReturn, SicknessBenefitCase
 from mappings.jobcentre_case._read import NAMESPACE
 from mappings.jobcentre_case._tables import (
@@ -208,6 +216,49 @@ def _care_plan(
     return resource
 
 
+def _deadline_task(
+    deadline: Deadline,
+    patient: Party,
+    episode: Ref,
+    jobcentre: Party,
+    encounters: list[Ref],
+    reassessment: Ref | None,
+) -> dict[str, Any]:
+    """A Task per legal deadline (``_deadlines``); ``output`` names what fulfilled it."""
+    display, _ = DEADLINES[deadline.code]
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "meta": {"security": security(SICKNESS_BENEFIT_CASE)},
+        "status": deadline.status,
+        "intent": "plan",
+        "code": {"coding": [coding(DEADLINE_SYSTEM, deadline.code, display)]},
+        "description": display,
+        "focus": episode(),
+        "for": patient.ref(),
+        "authoredOn": deadline.start.isoformat(),
+        "owner": jobcentre.ref(),
+        "restriction": {
+            "period": {"start": deadline.start.isoformat(), "end": deadline.due.isoformat()}
+        },
+    }
+    if deadline.business_status is not None:
+        code = deadline.business_status
+        task["businessStatus"] = {
+            "coding": [coding(DEADLINE_STATUS_SYSTEM, code, DEADLINE_STATUSES[code])]
+        }
+    outputs = [
+        {"type": concept(DEADLINE_SYSTEM, deadline.code), "valueReference": encounters[i]()}
+        for i in deadline.follow_ups
+    ]
+    if deadline.reassessment and reassessment is not None:
+        outputs.append(
+            {"type": concept(DEADLINE_SYSTEM, deadline.code), "valueReference": reassessment()}
+        )
+    if outputs:
+        task["output"] = outputs
+    return task
+
+
 def to_fhir_bundle(
     case: SicknessBenefitCase, xml_bytes: bytes, *, now: datetime, sender: str | None
 ) -> MappingResult:
@@ -257,6 +308,7 @@ def to_fhir_bundle(
     episode = builder.owned(episode_resource, identifier=(CASE_SYSTEM, value))
 
     seen: dict[str, int] = {}
+    encounters: list[Ref] = []
     for follow_up in case.follow_ups:
         day = follow_up.day.isoformat()
         seen[day] = seen.get(day, 0) + 1
@@ -265,6 +317,7 @@ def to_fhir_bundle(
             _encounter(follow_up, categories, patient, episode, jobcentre, today),
             local_key=local_key,
         )
+        encounters.append(encounter)
         if follow_up.assessment is not None:
             builder.owned(
                 {
@@ -297,9 +350,10 @@ def to_fhir_bundle(
             _care_plan(partial, patient, episode, jobcentre, today, closed),
             local_key=f"gradual-return|{start}|{plan_seen[start]}",
         )
+    reassessment: Ref | None = None
     if case.reassessment is not None:
         outcome = case.reassessment.outcome
-        builder.owned(
+        reassessment = builder.owned(
             {
                 "resourceType": "Observation",
                 "meta": {"security": security(SICKNESS_BENEFIT_CASE)},
@@ -321,6 +375,11 @@ def to_fhir_bundle(
                 ],
             },
             local_key="reassessment",
+        )
+    for deadline in case_deadlines(case):
+        builder.owned(
+            _deadline_task(deadline, patient, episode, jobcentre, encounters, reassessment),
+            local_key=f"deadline|{deadline.code}",
         )
 
     document = add_original(

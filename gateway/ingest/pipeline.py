@@ -1,0 +1,364 @@
+"""The ingest pipeline: a legacy document → checked FHIR → the store, in one transaction.
+
+    map (mappings) → validate (profiles) → check the sender → open one write transaction:
+    same bytes stored already? (unchanged) → older than the stored version? (refused) →
+    link a statement to its request → run the Bundle → complete the request's Task, retract
+    what a newer version no longer holds, supersede the older original → commit.
+
+Everything of one document is stored, or nothing: every step after the checks runs inside
+the same database transaction, and any error rolls all of it back. ``brobygger import``,
+``POST /ingest/{format}`` and (later) messaging all come through :func:`ingest`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from consent import stamp_author
+from gateway.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    GatewayError,
+    Issue,
+    PayloadTooLarge,
+    UnprocessableResource,
+    operation_outcome,
+)
+from gateway.ingest.linking import (
+    answering_statement,
+    complete_answered_tasks,
+    disambiguate_organizations,
+    link_back,
+    link_statement_to_request,
+    read_all,
+    read_or_none,
+    retract_missing,
+    token_criteria,
+)
+from gateway.ingest.sender import SENDER_XPATH, DocumentSender, document_sender, registered_sender
+from gateway.participants.directory import ParticipantDirectory
+from gateway.store.bundles import run_transaction_in
+from gateway.store.repository import Store, Writer, WriteResult
+from mappings import (
+    MAX_DOCUMENT_BYTES,
+    MappingError,
+    MappingIssue,
+    MappingResult,
+    SourceDocument,
+    map_document,
+)
+from profiles.fhir_release import ResourceInvalid, validate_resource
+
+Status = Literal["accepted", "unchanged", "updated"]
+SHA256_SYSTEM = "http://brobygger.dk/fhir/sid/sha256"
+# meta.source for documents imported by the operator from an unregistered sender.
+UNREGISTERED_AUTHOR = "operator-import"
+
+
+class StaleDocument(Conflict):
+    """An export older than the stored version of the same document: refused, nothing stored."""
+
+
+@dataclass(slots=True)
+class Counts:
+    """What the transaction did to the resources of the document."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+@dataclass(slots=True)
+class IngestResult:
+    status: Status
+    format: str
+    source: SourceDocument
+    response: dict[str, Any]
+    warnings: list[Issue] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)
+    sender: str | None = None
+
+    def outcome(self) -> dict[str, Any]:
+        """The warnings as an OperationOutcome (``information`` when there are none)."""
+        issues = self.warnings or [
+            Issue("informational", f"document {self.status}", severity="information")
+        ]
+        return operation_outcome(issues)
+
+
+# --- errors at the edge ------------------------------------------------------------------
+
+_SEVERITY = {"fatal": "fatal", "error": "error", "warning": "warning", "information": "information"}
+
+
+def _issue(issue: MappingIssue) -> Issue:
+    code = "structure" if issue.severity == "fatal" else "invalid"
+    if issue.severity in ("warning", "information"):
+        code = "informational"
+    return Issue(code, issue.text, issue.expression, severity=_SEVERITY[issue.severity])
+
+
+def mapping_error(exc: MappingError, max_bytes: int) -> GatewayError:
+    """Not XML / not a known format → 400; breaks the format's rules → 422."""
+    issues = [_issue(i) for i in exc.issues]
+    if any("larger than the limit" in i.text for i in exc.issues):
+        return PayloadTooLarge(f"the document is larger than {max_bytes} bytes", issues=issues)
+    if any(i.severity == "fatal" and i.expression in ("/", "/*") for i in exc.issues):
+        return BadRequest("the document cannot be read as a supported format", issues=issues)
+    return UnprocessableResource("the document breaks its format's rules", issues=issues)
+
+
+def _map(
+    xml_bytes: bytes, format: str | None, now: datetime, sender: str | None, max_bytes: int
+) -> MappingResult:
+    try:
+        return map_document(xml_bytes, format=format, now=now, sender=sender, max_bytes=max_bytes)
+    except MappingError as exc:
+        raise mapping_error(exc, max_bytes) from exc
+
+
+def _validator() -> Any:
+    """``profiles.validate`` once the profile validator exists; the R4 models until then."""
+    profiles = importlib.import_module("profiles")
+    return getattr(profiles, "validate", None), getattr(profiles, "outcome", None)
+
+
+def validate_bundle(bundle: dict[str, Any]) -> list[Issue]:
+    """Warnings of the validator; raises ``UnprocessableResource`` on errors."""
+    validate, outcome = _validator()
+    if validate is not None and outcome is not None:
+        found: dict[str, Any] = outcome(validate(bundle))
+        issues = [
+            Issue(
+                str(i.get("code", "invalid")),
+                str(i.get("diagnostics", "")),
+                (i.get("expression") or [None])[0],
+                severity=str(i.get("severity", "error")),
+            )
+            for i in found.get("issue", [])
+        ]
+    else:
+        try:
+            validate_resource(bundle, "Bundle")
+            issues = []
+        except ResourceInvalid as exc:
+            issues = [Issue("structure", i.message, i.expression) for i in exc.issues]
+    errors = [i for i in issues if i.severity in ("error", "fatal")]
+    if errors:
+        raise UnprocessableResource("the mapped Bundle is not valid FHIR", issues=errors)
+    return [i for i in issues if i.severity == "warning"]
+
+
+# --- the store side ----------------------------------------------------------------------
+
+
+class _RecordingWriter(Writer):
+    """A Writer that remembers what each write did (created / new version / unchanged)."""
+
+    def __init__(self, writer: Writer) -> None:
+        super().__init__(writer.conn, writer.store)
+        self.results: list[WriteResult] = []
+
+    async def put(
+        self,
+        resource: dict[str, Any],
+        *,
+        if_match: str | None = None,
+        must_exist: bool = False,
+    ) -> WriteResult:
+        result = await super().put(resource, if_match=if_match, must_exist=must_exist)
+        self.results.append(result)
+        return result
+
+
+def _as_utc(value: datetime | date | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+async def _provenance_of(writer: Writer, document_id: str) -> dict[str, Any] | None:
+    found = await read_all(writer, "Provenance", f"entity=DocumentReference/{document_id}")
+    return found[0] if found else None
+
+
+async def _unchanged_response(writer: Writer, document: dict[str, Any]) -> dict[str, Any]:
+    """What the stored document produced, as a transaction-response (nothing was written)."""
+    resources = [document]
+    provenance = await _provenance_of(writer, document["id"])
+    if provenance is not None:
+        resources.append(provenance)
+        for target in provenance.get("target", []):
+            rtype, _, rid = str(target.get("reference", "")).partition("/")
+            found = await read_or_none(writer, rtype, rid)
+            if found is not None:
+                resources.append(found)
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [
+            {
+                "response": {
+                    "status": "200 OK",
+                    "location": f"{r['resourceType']}/{r['id']}/_history/{r['meta']['versionId']}",
+                    "etag": f'W/"{r["meta"]["versionId"]}"',
+                    "lastModified": r["meta"]["lastUpdated"],
+                },
+                "resource": r,
+            }
+            for r in resources
+        ],
+    }
+
+
+async def _stored_versions(writer: Writer, source: SourceDocument) -> list[dict[str, Any]]:
+    """The stored originals of earlier versions of this document (same business identifier)."""
+    documents = await read_all(
+        writer, "DocumentReference", token_criteria("identifier", source.system, source.value)
+    )
+    return [d for d in documents if d.get("masterIdentifier", {}).get("value") != source.sha256]
+
+
+async def _newest_issued(writer: Writer, documents: list[dict[str, Any]]) -> datetime | None:
+    newest: datetime | None = None
+    for document in documents:
+        provenance = await _provenance_of(writer, document["id"])
+        occurred = (provenance or {}).get("occurredDateTime")
+        if isinstance(occurred, str):
+            issued = _as_utc(occurred)
+            newest = issued if newest is None or issued > newest else newest
+    return newest
+
+
+def _stamp(bundle: dict[str, Any], author: str) -> dict[str, Any]:
+    entries = []
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource")
+        if isinstance(resource, dict):
+            entry = {**entry, "resource": stamp_author(resource, author)}
+        entries.append(entry)
+    return {**bundle, "entry": entries}
+
+
+def _counts(results: list[WriteResult]) -> Counts:
+    counts = Counts()
+    for result in results:
+        if result.unchanged:
+            counts.unchanged += 1
+        elif result.created:
+            counts.created += 1
+        else:
+            counts.updated += 1
+    return counts
+
+
+async def _check_sender(
+    store: Store, mapped: MappingResult, sender_participant: str | None
+) -> tuple[str, list[Issue]]:
+    """The participant to stamp as author, and warnings; ``Forbidden`` on a mismatch."""
+    directory = ParticipantDirectory(store.database)
+    sender: DocumentSender = document_sender(mapped.bundle)
+    where = SENDER_XPATH.get(mapped.format, "/*")
+    if sender_participant is not None:
+        participant = await directory.find(sender_participant)
+        if participant is None or not sender.is_participant(participant):
+            raise Forbidden(
+                "the authenticated participant is not the document's sender", expression=where
+            )
+        return participant.name, []
+    found = await registered_sender(directory, sender)
+    if found is not None:
+        return found.name, []
+    return UNREGISTERED_AUTHOR, [
+        Issue(
+            "informational",
+            "the document's sender is not a registered participant; stored as an operator import",
+            where,
+            severity="warning",
+        )
+    ]
+
+
+async def ingest(
+    store: Store,
+    xml_bytes: bytes,
+    *,
+    format: str | None = None,
+    sender_participant: str | None,
+    now: datetime,
+    max_bytes: int = MAX_DOCUMENT_BYTES,
+    authorize: Callable[[set[str]], None] | None = None,
+) -> IngestResult:
+    """Store one source document; see the module docstring for the steps.
+
+    ``sender_participant`` is the authenticated participant (HTTP, messaging): it must be the
+    document's sender. ``None`` is the operator's import: the sender is looked up in the
+    participant directory by the document's identifiers (unregistered: a warning).
+    Raises ``GatewayError``: 400/413/422 for the document, 403 for the sender, 409 for an
+    export older than the stored one (a warning issue; nothing is stored). ``authorize`` is
+    given the resource types the document would write (the HTTP layer checks scopes).
+    """
+    mapped = _map(xml_bytes, format, now, sender_participant, max_bytes)
+    if authorize is not None:
+        authorize({e["resource"]["resourceType"] for e in mapped.bundle.get("entry", [])})
+    warnings = [_issue(i) for i in mapped.warnings]
+    warnings += validate_bundle(mapped.bundle)
+    author, sender_warnings = await _check_sender(store, mapped, sender_participant)
+    warnings += sender_warnings
+    bundle = _stamp(mapped.bundle, author)
+    source = mapped.source
+
+    async with store.write("ingest") as plain:
+        writer = _RecordingWriter(plain)
+        same = await writer.search_ids(
+            "DocumentReference", token_criteria("identifier", SHA256_SYSTEM, source.sha256), limit=1
+        )
+        if same:
+            stored = await writer.store.read("DocumentReference", same[0], conn=writer.conn)
+            response = await _unchanged_response(writer, stored)
+            counts = Counts(unchanged=len(response["entry"]))
+            return IngestResult(
+                "unchanged", mapped.format, source, response, warnings, counts, author
+            )
+        earlier = await _stored_versions(writer, source)
+        newest = await _newest_issued(writer, earlier)
+        if newest is not None and _as_utc(source.issued) < newest:
+            raise StaleDocument(
+                "an older version than the stored one: refused, nothing stored",
+                issues=[
+                    Issue(
+                        "conflict",
+                        "the document is older than the stored version of the same document "
+                        "(same sender and identifier); refused, nothing stored",
+                        "/*",
+                        severity="warning",
+                    )
+                ],
+            )
+        await disambiguate_organizations(writer, bundle)
+        request_id: str | None = None
+        answered: dict[str, Any] | None = None
+        if mapped.answers_request is not None:
+            request_id = await link_statement_to_request(writer, bundle, mapped.answers_request)
+        else:
+            answered = await answering_statement(writer, bundle, source, now=now)
+        response = await run_transaction_in(writer, bundle)
+        # Conditional creates that matched a stored resource wrote nothing.
+        matched = len(response["entry"]) - len(writer.results)
+        if request_id is not None:
+            await complete_answered_tasks(writer, request_id, response, now=now)
+        if answered is not None:
+            await link_back(writer, answered, response)
+        if earlier:
+            await retract_missing(writer, source, response, author)
+        counts = _counts(writer.results)
+        counts.unchanged += matched
+    status: Status = "updated" if earlier else "accepted"
+    return IngestResult(status, mapped.format, source, response, warnings, counts, author)
