@@ -32,6 +32,7 @@ from gateway.app import create_app
 from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
 from gateway.auth.keys import private_key_path, read_private_key
 from gateway.settings import Settings
+from gateway.store import audit_log
 from gateway.store.repository import Store
 from tests.consent.consent_builders import actor_kind, actor_org, consent, provision
 
@@ -300,8 +301,10 @@ async def _check(
 
 
 async def _audits(store: Store, target: str) -> list[dict[str, Any]]:
-    request = store.parse("AuditEvent", [("entity", target), ("_count", "500")])
-    return (await store.search(request)).matches
+    """The AuditEvents that name ``target`` (read straight from the trail)."""
+    async with store.read_connection() as conn:
+        events, _ = await audit_log.search(conn, audit_log.AuditQuery(count=100_000))
+    return [e for e in events if any(x["what"].get("reference") == target for x in e["entity"])]
 
 
 def _position(records: list[dict[str, Any]], rid: str) -> int:
