@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import false, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consent import (
     Decision,
@@ -88,8 +89,15 @@ class ConsentGate:
         self._disclosed: dict[str, Decision] = {}
         self._denied: dict[str, Decision] = {}
         self._patient_of: dict[str, str | None] = {}
+        self.connection: AsyncConnection | None = None
 
     # --- consents --------------------------------------------------------------------------
+
+    async def _rows(self, query: Any) -> list[Any]:
+        if self.connection is not None:
+            return list((await self.connection.execute(query)).all())
+        async with self.store.read_connection() as conn:
+            return list((await conn.execute(query)).all())
 
     async def _load_consents(self, patients: Iterable[str]) -> None:
         missing = {p for p in patients if p not in self._consents}
@@ -110,8 +118,7 @@ class ConsentGate:
                 )
             ),
         )
-        async with self.store.read_connection() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._rows(query)
         by_patient: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             consent = json.loads(row.content)
@@ -225,8 +232,7 @@ class ConsentGate:
             )
             .limit(500)
         )
-        async with self.store.read_connection() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._rows(query)
         records = [json.loads(r.content) for r in rows]
         if not records:
             return False

@@ -95,6 +95,9 @@ class SearchResult:
 class Visibility(Protocol):
     """Decides which stored resources the caller may see (the consent gate implements it)."""
 
+    # While a search runs, the store lends its read connection here (one round trip less).
+    connection: AsyncConnection | None
+
     async def matches(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The visible ones among ``resources`` (possibly redacted copies), in order."""
         ...
@@ -615,28 +618,32 @@ class Store:
         visible: list[dict[str, Any]] = []
         exhausted = False
         async with self.read_connection() as conn:
-            position = 0
-            while need_all or len(visible) < wanted:
-                query: Select[Any] = (
-                    select(resources.c.id, resources.c.content)
-                    .where(*where)
-                    .order_by(*self._order(request))
-                    .limit(_CANDIDATE_CHUNK)
-                    .offset(position)
-                )
-                rows = (await conn.execute(query)).all()
-                position += len(rows)
-                visible += await visibility.matches([json.loads(r.content) for r in rows])
-                if len(rows) < _CANDIDATE_CHUNK:
-                    exhausted = True
-                    break
-            total = len(visible) if exhausted and need_all else None
-            if request.summary_count or request.count == 0:
-                return SearchResult([], total=total)
-            page = visible[request.offset : request.offset + request.count]
-            included = await self._included(conn, request, page)
-        if included:
-            included = await visibility.includes(included, page)
+            visibility.connection = conn
+            try:
+                position = 0
+                while need_all or len(visible) < wanted:
+                    query: Select[Any] = (
+                        select(resources.c.id, resources.c.content)
+                        .where(*where)
+                        .order_by(*self._order(request))
+                        .limit(_CANDIDATE_CHUNK)
+                        .offset(position)
+                    )
+                    rows = (await conn.execute(query)).all()
+                    position += len(rows)
+                    visible += await visibility.matches([json.loads(r.content) for r in rows])
+                    if len(rows) < _CANDIDATE_CHUNK:
+                        exhausted = True
+                        break
+                total = len(visible) if exhausted and need_all else None
+                if request.summary_count or request.count == 0:
+                    return SearchResult([], total=total)
+                page = visible[request.offset : request.offset + request.count]
+                included = await self._included(conn, request, page)
+                if included:
+                    included = await visibility.includes(included, page)
+            finally:
+                visibility.connection = None
         has_more = len(visible) > request.offset + request.count
         return SearchResult(page, included, total, has_more=has_more)
 
