@@ -41,3 +41,7 @@ class MappingResult:
     warnings: list[MappingIssue]
     source: SourceDocument
     answers_request: tuple[str, str] | None = None
+    # The organisation the document is addressed to, as (system, value) identifiers:
+    # the store tags what the document produced so that the addressee may read it.
+    receiver: tuple[tuple[str, str], ...] = ()
+    receiver_kind: str | None = None

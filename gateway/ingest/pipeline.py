@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from consent import stamp_author
+from consent import ADDRESSEE_SYSTEM, stamp_author
 from gateway.errors import (
     BadRequest,
     Conflict,
@@ -42,6 +42,7 @@ from gateway.ingest.linking import (
 )
 from gateway.ingest.sender import SENDER_XPATH, DocumentSender, document_sender, registered_sender
 from gateway.participants.directory import ParticipantDirectory
+from gateway.participants.identifiers import CVR, EAN, MUNICIPALITY, SOR, YDER
 from gateway.store.bundles import run_transaction_in
 from gateway.store.repository import Store, Writer, WriteResult
 from mappings import (
@@ -247,6 +248,57 @@ def _stamp(bundle: dict[str, Any], author: str) -> dict[str, Any]:
     return {**bundle, "entry": entries}
 
 
+# Shared parties are matched across documents; they are nobody's addressed record.
+_SHARED = frozenset({"Patient", "Organization", "Practitioner", "PractitionerRole"})
+# Identifiers that name one participant (a municipality code names several departments).
+_UNIQUE = (SOR, YDER, CVR, EAN)
+
+
+async def _address(
+    store: Store,
+    bundle: dict[str, Any],
+    receiver: tuple[tuple[str, str], ...],
+    receiver_kind: str | None,
+) -> dict[str, Any]:
+    """Tag what the document produced with its addressee, so the addressee may read it.
+
+    The addressee is the registered participant with one of the receiver's unique
+    identifiers (SOR, YDER, CVR, EAN), else the one participant of the receiver's kind with
+    its municipality code (the job centre of 0265, not the rehab unit of 0265).
+    """
+    directory = ParticipantDirectory(store.database)
+    addressee = None
+    for system, value in receiver:
+        if system in _UNIQUE:
+            addressee = await directory.find_by_identifier(system, value)
+            if addressee is not None:
+                break
+    if addressee is None and receiver_kind is not None:
+        municipal = [
+            p
+            for p in await directory.list()
+            if p.kind == receiver_kind
+            and any(
+                system == MUNICIPALITY and {"system": system, "value": value} in p.identifiers
+                for system, value in receiver
+            )
+        ]
+        addressee = municipal[0] if len(municipal) == 1 else None
+    if addressee is None:
+        return bundle
+    tag = {"system": ADDRESSEE_SYSTEM, "code": addressee.name}
+    entries = []
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource")
+        if isinstance(resource, dict) and resource.get("resourceType") not in _SHARED:
+            meta = dict(resource.get("meta") or {})
+            tags = [t for t in meta.get("tag", []) if t.get("system") != ADDRESSEE_SYSTEM]
+            meta["tag"] = [*tags, tag]
+            entry = {**entry, "resource": {**resource, "meta": meta}}
+        entries.append(entry)
+    return {**bundle, "entry": entries}
+
+
 def _counts(results: list[WriteResult]) -> Counts:
     counts = Counts()
     for result in results:
@@ -313,6 +365,7 @@ async def ingest(
     author, sender_warnings = await _check_sender(store, mapped, sender_participant)
     warnings += sender_warnings
     bundle = _stamp(mapped.bundle, author)
+    bundle = await _address(store, bundle, mapped.receiver, mapped.receiver_kind)
     source = mapped.source
 
     async with store.write("ingest") as plain:

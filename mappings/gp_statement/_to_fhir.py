@@ -243,6 +243,8 @@ def to_fhir_bundle(
         sender=sender,
     )
     return MappingResult(
+        receiver=tuple(form.receiver.identifiers()) if form.receiver else (),
+        receiver_kind=form.receiver.kind if form.receiver else None,
         format=FORMAT,
         bundle=builder.build(fhir_instant(now)),
         warnings=warnings,

@@ -298,6 +298,8 @@ def to_fhir_bundle(
         sender=sender,
     )
     return MappingResult(
+        receiver=tuple(plan.receiver.identifiers()) if plan.receiver else (),
+        receiver_kind=plan.receiver.kind if plan.receiver else None,
         format=FORMAT,
         bundle=builder.build(fhir_instant(now)),
         warnings=[],

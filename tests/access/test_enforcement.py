@@ -17,50 +17,13 @@ from fastapi import FastAPI
 
 from consent import ADDRESSEE_SYSTEM, DATA_CATEGORY_SYSTEM
 from gateway.app import create_app
-from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
-from gateway.auth.keys import private_key_path, read_private_key
 from gateway.settings import Settings
+from tests.access.access_support import make_login
 from tests.consent.consent_builders import actor_org, consent, provision
 
 CPR = "urn:oid:1.2.208.176.1.2"
 SKS_D = "urn:oid:1.2.208.176.2.4.12"
 SCOPES = "system/*.read system/*.write"
-
-
-class Api:
-    """One participant's view of the gateway (a real token on the real app)."""
-
-    def __init__(self, client: httpx.AsyncClient, token: str) -> None:
-        self.client = client
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    async def get(self, path: str, **params: Any) -> httpx.Response:
-        return await self.client.get(f"/fhir/{path}", params=params, headers=self.headers)
-
-    async def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return await self.client.post(f"/fhir/{path}", json=body, headers=self.headers)
-
-    async def put(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return await self.client.put(f"/fhir/{path}", json=body, headers=self.headers)
-
-    async def created(self, body: dict[str, Any]) -> str:
-        response = await self.post(body["resourceType"], body)
-        assert response.status_code == 201, response.text
-        return str(response.json()["id"])
-
-    async def ids(self, path: str, **params: Any) -> list[str]:
-        response = await self.get(path, **params)
-        assert response.status_code == 200, response.text
-        return [
-            e["resource"]["id"]
-            for e in response.json().get("entry", [])
-            if e["search"]["mode"] == "match"
-        ]
-
-    async def total(self, path: str, **params: Any) -> int:
-        response = await self.get(path, _summary="count", **params)
-        assert response.status_code == 200, response.text
-        return int(response.json()["total"])
 
 
 @pytest.fixture
@@ -79,23 +42,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def as_(client: httpx.AsyncClient, settings: Settings) -> Any:
-    async def login(name: str, purpose: str | None = None, patient: str | None = None) -> Api:
-        key = read_private_key(private_key_path(settings.keys_dir, name))
-        form = {
-            "grant_type": "client_credentials",
-            "client_assertion_type": CLIENT_ASSERTION_TYPE,
-            "client_assertion": make_client_assertion(key, name, settings.token_url),
-            "scope": SCOPES,
-        }
-        if purpose:
-            form["purpose"] = purpose
-        if patient:
-            form["patient"] = patient
-        response = await client.post("/auth/token", data=form)
-        assert response.status_code == 200, response.text
-        return Api(client, response.json()["access_token"])
-
-    return login
+    return make_login(client, settings)
 
 
 def labels(*codes: str) -> list[dict[str, str]]:
