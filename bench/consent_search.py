@@ -121,6 +121,14 @@ def patient_documents(number: int) -> list[dict[str, Any]]:
                 "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
                 "patient": subject,
                 "dateTime": "2026-09-01T09:00:00+02:00",
+                "policyRule": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                            "code": "OPTIN",
+                        }
+                    ]
+                },
                 "provision": {
                     "type": "permit",
                     "actor": [

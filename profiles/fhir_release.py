@@ -14,6 +14,8 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from profiles._core_rules import core_rule_issues
+
 FHIR_VERSION = "4.0.1"
 
 # The resource types the gateway stores and serves (CapabilityStatement lists exactly these).
@@ -117,5 +119,8 @@ def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, 
         raise ResourceInvalid(
             [ResourceIssue(resource_type, "contains a resource of an unknown type")]
         ) from exc
+    broken = core_rule_issues(data, parsed, resource_type)
+    if broken:
+        raise ResourceInvalid([ResourceIssue(where, text) for where, text in broken])
     dumped: dict[str, Any] = parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
     return dumped

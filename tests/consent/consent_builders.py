@@ -142,6 +142,8 @@ def consent(
         "category": [concept(LOINC, "59284-0")],
         "patient": ref(patient),
         "dateTime": date_time,
+        # R4 ppc-1: a Consent names its policy; opt-in is the Danish consent's nature.
+        "policyRule": concept("http://terminology.hl7.org/CodeSystem/v3-ActCode", "OPTIN"),
         "organization": [ref(org("jobcenter-aarhus"))],
         "sourceAttachment": {"contentType": "application/pdf", "title": "signed consent"},
         "provision": top if top is not None else provision(**provision_args),

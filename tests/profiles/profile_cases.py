@@ -144,6 +144,11 @@ VALID: dict[str, dict[str, Any]] = {
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": "Patient/ole"},
         "dateTime": "2024-05-10T09:00:00+02:00",
+        "policyRule": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}
+            ]
+        },
         "sourceAttachment": {"contentType": "application/pdf", "title": "signed consent"},
         "provision": {
             "type": "permit",
