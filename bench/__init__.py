@@ -1,0 +1,1 @@
+"""Benchmark harness for the gateway (not part of the test suite; see bench/README.md)."""
