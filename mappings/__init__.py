@@ -8,6 +8,7 @@ returns a ``MappingResult``: the Bundle, the warnings and the source document's 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from lxml import etree
@@ -15,6 +16,7 @@ from lxml import etree
 from mappings import gp_statement, jobcentre_case, rehab_plan
 from mappings._bundle import as_collection
 from mappings._errors import MappingError, MappingIssue
+from mappings._profiles import declare_profiles
 from mappings._result import MappingResult, SourceDocument
 from mappings._xml import MAX_DOCUMENT_BYTES, parse_xml, root_name
 
@@ -80,7 +82,8 @@ def map_document(
         raise MappingError(
             [MappingIssue("fatal", "/*", f"expected a {format} document, this is a {detected}")]
         )
-    return adapter(root, bytes(xml_bytes), now=now, sender=sender)
+    result = adapter(root, bytes(xml_bytes), now=now, sender=sender)
+    return replace(result, bundle=declare_profiles(result.bundle))
 
 
 __all__ = [

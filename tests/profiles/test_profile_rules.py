@@ -16,7 +16,7 @@ GOLDENS = sorted(Path(__file__).resolve().parents[1].glob("data/*/*/expected.jso
 
 
 def _profile_for(resource: dict[str, Any]) -> str | None:
-    """Which of our profiles a golden's resource is meant to meet (the adapters declare none)."""
+    """Which of our profiles a golden's resource is meant to meet (the adapters declare it)."""
     kind = resource["resourceType"]
     labels = {s["code"] for s in resource.get("meta", {}).get("security", [])}
     by_type = {
@@ -49,6 +49,8 @@ def test_golden_bundles_validate_without_errors(golden: Path) -> None:
     assert report.issues == ()
     for entry in bundle["entry"]:
         profile = _profile_for(entry["resource"])
+        declared = entry["resource"].get("meta", {}).get("profile")
+        assert declared == ([f"{profile}|0.1.0"] if profile else None), declared
         if profile is not None:
             single = validate(entry["resource"], profile=profile)
             assert single.issues == (), (profile, single.issues)
