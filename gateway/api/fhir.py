@@ -21,6 +21,7 @@ from gateway.deps import PrincipalDep, SettingsDep, StoreDep
 from gateway.errors import (
     BadRequest,
     Forbidden,
+    Gone,
     InvalidResource,
     Issue,
     MethodNotAllowed,
@@ -328,6 +329,7 @@ async def update(
     if data.get("id") != resource_id:
         raise BadRequest("the resource's id must equal the id in the URL", expression="id")
     resource = prepare_write(principal, _validated(data, resource_type, status_422=False))
+    await _may_change(store, principal, settings, resource_type, resource_id)
     async with store.write("update") as writer:
         result = await writer.put(
             {**resource, "id": resource_id}, if_match=request.headers.get("if-match")
@@ -342,13 +344,18 @@ async def update(
 
 @router.delete("/{resource_type}/{resource_id}")
 async def delete(
-    resource_type: str, resource_id: str, principal: PrincipalDep, store: StoreDep
+    resource_type: str,
+    resource_id: str,
+    principal: PrincipalDep,
+    store: StoreDep,
+    settings: SettingsDep,
 ) -> Response:
     """Delete (a tombstone version; history stays)."""
     _check_type(resource_type)
     _check_id(resource_id)
     _authorize(principal, resource_type, "write")
     check_delete(principal, resource_type)
+    await _may_change(store, principal, settings, resource_type, resource_id)
     version = await store.delete(resource_type, resource_id)
     headers = {"ETag": f'W/"{version}"'} if version is not None else {}
     return Response(status_code=204, headers=headers)
@@ -439,6 +446,28 @@ async def _visible(
         return await gate.check(resource)
     finally:
         await gate.flush()
+
+
+async def _may_change(
+    store: Store, principal: Principal, settings: Settings, rtype: str, rid: str
+) -> None:
+    """Nobody updates or deletes what it may not see: such a resource is unknown to it (404).
+
+    A resource that does not exist (or is deleted) may be created with a client id.
+    """
+    if not settings.enforce_consent:
+        return
+    try:
+        current = await store.read(rtype, rid)
+    except (NotFound, Gone):
+        return
+    gate = ConsentGate(store, principal, interaction="update")
+    try:
+        decision = (await gate.decide([current]))[0]
+    finally:
+        await gate.flush()
+    if not decision.permitted:
+        raise NotFound(f"{rtype}/{rid} is not known")
 
 
 async def _search(

@@ -275,3 +275,27 @@ async def test_consents_travel_alone_and_only_from_those_allowed(as_: Any) -> No
     refused = await jobcentre.post("Consent", broken)
     assert refused.status_code == 422 and refused.json()["resourceType"] == "OperationOutcome"
     assert await jobcentre.total("Consent") == 0
+
+
+async def test_nobody_changes_what_it_may_not_see(as_: Any) -> None:
+    hospital = await as_("auh-ortopaedi", "TREAT")
+    jobcentre = await as_("jobcenter-aarhus", "sickness-benefit-follow-up")
+    patient = await hospital.created({"resourceType": "Patient"})
+    plan_body = {
+        "resourceType": "ServiceRequest",
+        "meta": {"security": labels("rehab-plan")},
+        "status": "active",
+        "intent": "plan",
+        "subject": {"reference": f"Patient/{patient}"},
+    }
+    plan = await hospital.created(plan_body)
+    overwrite = await jobcentre.put(
+        f"ServiceRequest/{plan}", {**plan_body, "id": plan, "status": "revoked"}
+    )
+    assert overwrite.status_code == 404
+    deleted = await jobcentre.client.delete(
+        f"/fhir/ServiceRequest/{plan}", headers=jobcentre.headers
+    )
+    assert deleted.status_code == 404
+    kept = (await hospital.get(f"ServiceRequest/{plan}")).json()
+    assert kept["status"] == "active" and kept["meta"]["versionId"] == "1"
