@@ -170,6 +170,9 @@ async def transaction_or_batch(
             )
         if method == "DELETE":
             check_delete(principal, rtype)
+        target = url.split("?")[0].split("/")
+        if method in ("PUT", "DELETE") and len(target) == 2 and "?" not in url:
+            await _may_change(store, principal, settings, rtype, target[1])
         if entry.get("resource") is not None and method in ("POST", "PUT"):
             entry["resource"] = prepare_write(principal, entry["resource"])
     gate = ConsentGate(store, principal, interaction="read") if settings.enforce_consent else None

@@ -297,5 +297,11 @@ async def test_nobody_changes_what_it_may_not_see(as_: Any) -> None:
         f"/fhir/ServiceRequest/{plan}", headers=jobcentre.headers
     )
     assert deleted.status_code == 404
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": f"ServiceRequest/{plan}"}}],
+    }
+    assert (await jobcentre.post("", bundle)).status_code == 404
     kept = (await hospital.get(f"ServiceRequest/{plan}")).json()
     assert kept["status"] == "active" and kept["meta"]["versionId"] == "1"
