@@ -214,45 +214,6 @@ class Writer:
         created = current is None or bool(current.deleted)
         return WriteResult(stored, created=created)
 
-    async def insert_new(self, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Store resources whose ids were just generated (version 1), in few statements.
-
-        The append-only fast path for AuditEvents: no current row to read or index to clear.
-        A reused id fails on the history primary key, so nothing is ever overwritten.
-        """
-        if not new:
-            return []
-        now = utc_now()
-        stamp = format_instant(now)
-        history_rows: list[dict[str, Any]] = []
-        current_rows: list[dict[str, Any]] = []
-        index: dict[Any, list[dict[str, Any]]] = {t: [] for t in INDEX_TABLES}
-        stored_all: list[dict[str, Any]] = []
-        for resource in new:
-            rtype, rid = resource["resourceType"], resource["id"]
-            meta = {**(resource.get("meta") or {}), "versionId": "1", "lastUpdated": stamp}
-            stored = {"resourceType": rtype, "id": rid, **resource, "meta": meta}
-            content = json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
-            row = {"type": rtype, "id": rid, "version": 1, "last_updated": now, "deleted": False}
-            history_rows.append({**row, "method": "POST", "content": content})
-            current_rows.append({**row, "content": content})
-            rows = index_resource(stored)
-            for table, values in (
-                (idx_token, rows.token),
-                (idx_string, rows.string),
-                (idx_date, rows.date),
-                (idx_reference, rows.reference),
-            ):
-                index[table] += [{"type": rtype, "id": rid, **v} for v in values]
-            stored_all.append(stored)
-        await self.conn.execute(insert(resource_history), history_rows)
-        await self.conn.execute(insert(resources), current_rows)
-        for table, values in index.items():
-            if values:
-                await self.conn.execute(insert(table), values)
-        self.store.written += len(stored_all)
-        return stored_all
-
     async def delete(self, rtype: str, rid: str) -> int | None:
         """Tombstone the resource; return the tombstone's version (None if nothing to do)."""
         current = await self._current(rtype, rid)
