@@ -357,6 +357,40 @@ async def ingest(
     export older than the stored one (a warning issue; nothing is stored). ``authorize`` is
     given the resource types the document would write (the HTTP layer checks scopes).
     """
+    prepared = await prepare(
+        store,
+        xml_bytes,
+        format=format,
+        sender_participant=sender_participant,
+        now=now,
+        max_bytes=max_bytes,
+        authorize=authorize,
+    )
+    async with store.write("ingest") as plain:
+        return await store_prepared(plain, prepared, now=now)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A document mapped, validated and checked, ready to be stored in a transaction."""
+
+    mapped: MappingResult
+    bundle: dict[str, Any]
+    author: str
+    warnings: list[Issue]
+
+
+async def prepare(
+    store: Store,
+    xml_bytes: bytes,
+    *,
+    format: str | None = None,
+    sender_participant: str | None,
+    now: datetime,
+    max_bytes: int = MAX_DOCUMENT_BYTES,
+    authorize: Callable[[set[str]], None] | None = None,
+) -> Prepared:
+    """The steps before the transaction: map, authorize, validate, check the sender."""
     mapped = _map(xml_bytes, format, now, sender_participant, max_bytes)
     if authorize is not None:
         authorize({e["resource"]["resourceType"] for e in mapped.bundle.get("entry", [])})
@@ -366,52 +400,62 @@ async def ingest(
     warnings += sender_warnings
     bundle = _stamp(mapped.bundle, author)
     bundle = await _address(store, bundle, mapped.receiver, mapped.receiver_kind)
-    source = mapped.source
+    return Prepared(mapped, bundle, author, warnings)
 
-    async with store.write("ingest") as plain:
-        writer = _RecordingWriter(plain)
-        same = await writer.search_ids(
-            "DocumentReference", token_criteria("identifier", SHA256_SYSTEM, source.sha256), limit=1
+
+async def store_prepared(plain: Writer, prepared: Prepared, *, now: datetime) -> IngestResult:
+    """Store a prepared document inside the caller's open transaction (``Store.write()``).
+
+    Messaging calls this so that the document commits together with its message record.
+    """
+    mapped, bundle, author, warnings = (
+        prepared.mapped,
+        prepared.bundle,
+        prepared.author,
+        prepared.warnings,
+    )
+    source = mapped.source
+    writer = _RecordingWriter(plain)
+    same = await writer.search_ids(
+        "DocumentReference", token_criteria("identifier", SHA256_SYSTEM, source.sha256), limit=1
+    )
+    if same:
+        stored = await writer.store.read("DocumentReference", same[0], conn=writer.conn)
+        response = await _unchanged_response(writer, stored)
+        counts = Counts(unchanged=len(response["entry"]))
+        return IngestResult("unchanged", mapped.format, source, response, warnings, counts, author)
+    earlier = await _stored_versions(writer, source)
+    newest = await _newest_issued(writer, earlier)
+    if newest is not None and _as_utc(source.issued) < newest:
+        raise StaleDocument(
+            "an older version than the stored one: refused, nothing stored",
+            issues=[
+                Issue(
+                    "conflict",
+                    "the document is older than the stored version of the same document "
+                    "(same sender and identifier); refused, nothing stored",
+                    "/*",
+                    severity="warning",
+                )
+            ],
         )
-        if same:
-            stored = await writer.store.read("DocumentReference", same[0], conn=writer.conn)
-            response = await _unchanged_response(writer, stored)
-            counts = Counts(unchanged=len(response["entry"]))
-            return IngestResult(
-                "unchanged", mapped.format, source, response, warnings, counts, author
-            )
-        earlier = await _stored_versions(writer, source)
-        newest = await _newest_issued(writer, earlier)
-        if newest is not None and _as_utc(source.issued) < newest:
-            raise StaleDocument(
-                "an older version than the stored one: refused, nothing stored",
-                issues=[
-                    Issue(
-                        "conflict",
-                        "the document is older than the stored version of the same document "
-                        "(same sender and identifier); refused, nothing stored",
-                        "/*",
-                        severity="warning",
-                    )
-                ],
-            )
-        await disambiguate_organizations(writer, bundle)
-        request_id: str | None = None
-        answered: dict[str, Any] | None = None
-        if mapped.answers_request is not None:
-            request_id = await link_statement_to_request(writer, bundle, mapped.answers_request)
-        else:
-            answered = await answering_statement(writer, bundle, source, now=now)
-        response = await run_transaction_in(writer, bundle)
-        # Conditional creates that matched a stored resource wrote nothing.
-        matched = len(response["entry"]) - len(writer.results)
-        if request_id is not None:
-            await complete_answered_tasks(writer, request_id, response, now=now)
-        if answered is not None:
-            await link_back(writer, answered, response)
-        if earlier:
-            await retract_missing(writer, source, response, author)
-        counts = _counts(writer.results)
-        counts.unchanged += matched
+    await disambiguate_organizations(writer, bundle)
+    request_id: str | None = None
+    answered: dict[str, Any] | None = None
+    if mapped.answers_request is not None:
+        request_id = await link_statement_to_request(writer, bundle, mapped.answers_request)
+    else:
+        answered = await answering_statement(writer, bundle, source, now=now)
+    response = await run_transaction_in(writer, bundle)
+    # Conditional creates that matched a stored resource wrote nothing.
+    matched = len(response["entry"]) - len(writer.results)
+    if request_id is not None:
+        await complete_answered_tasks(writer, request_id, response, now=now)
+    if answered is not None:
+        await link_back(writer, answered, response)
+    if earlier:
+        await retract_missing(writer, source, response, author)
+    counts = _counts(writer.results)
+    counts.unchanged += matched
     status: Status = "updated" if earlier else "accepted"
     return IngestResult(status, mapped.format, source, response, warnings, counts, author)

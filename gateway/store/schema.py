@@ -152,3 +152,53 @@ audit_events = Table(
     Index(None, "patient_id", "recorded"),
     Index(None, "recorded"),
 )
+
+# Secure messaging (gateway/messaging). One row per message the gateway accepted, keyed by
+# its own ``key``; (sender, message_id) is the idempotency key of MedCom's MessageHeader.id.
+# ``bundle`` is the message as received (after decryption), ``signed`` the sender's compact
+# JWS over it (kept for non-repudiation), ``ack`` the Acknowledgement Bundle the gateway
+# returned. ``reply_to`` is the key of the message an acknowledgement answers.
+messages = Table(
+    "messages",
+    metadata,
+    Column("key", String(ID), primary_key=True),
+    Column("sender", String(64), nullable=False),
+    Column("message_id", String(ID), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Column("content_sha256", String(64), nullable=False),
+    Column("bundle", Text, nullable=False),
+    Column("signed", Text, nullable=False),
+    Column("ack_code", String(16), nullable=False),
+    Column("ack", Text, nullable=False),
+    # JSON list of "Type/id" the message stored (its derived resources).
+    Column("resources", Text, nullable=False),
+    Column("reply_to", String(ID), nullable=True),
+    Index(None, "sender", "message_id", unique=True),
+    Index(None, "received_at"),
+)
+
+# Store-and-forward: one row per (message, receiver). ``status`` is pending → delivered →
+# acknowledged, or failed after the retry limit (or when consent withholds the copy). A
+# worker leases due rows (``lease_owner``/``lease_until``) so that several gateway processes
+# never deliver the same row at the same time; a crashed worker's lease simply runs out.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("message_key", String(ID), primary_key=True),
+    Column("receiver", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", DateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("updated_at", DateTime, nullable=False),
+    # The receiver's Acknowledgement (JSON), once it has answered.
+    Column("ack_code", String(16), nullable=True),
+    Column("ack", Text, nullable=True),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "receiver", "status"),
+)
