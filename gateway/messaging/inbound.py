@@ -1,0 +1,538 @@
+"""``$process-message``: open the envelope, check who sent it, store it, acknowledge it.
+
+    size, media type → open the JWE (the gateway's key) → verify the JWS with the
+    authenticated client's registered keys → the Bundle's MessageHeader.sender is that client
+    → seen before? (same content: the first acknowledgement again; different: fatal-error)
+    → MedCom rules, timestamp window, receivers registered, profiles → one transaction:
+    the content (FHIR resources, or a legacy document through the ingest pipeline), the
+    message record and one delivery per receiver → commit → ``ok``.
+
+Envelope failures (not JOSE, cannot decrypt, bad signature, a key or sender that is not the
+client's, plain JWS where encryption is required, too large) are 4xx OperationOutcomes: the
+gateway cannot know whom to acknowledge. Once the message is authentic, every answer is an
+Acknowledgement: ``fatal-error`` for a message that will never be accepted, ``transient-error``
+when the store is unavailable. Nothing is stored unless the answer is ``ok``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+
+from consent import ADDRESSEE_SYSTEM
+from consent._codes import DIRECTORY_TYPES
+from gateway.api.guard import prepare_write
+from gateway.auth.principal import Principal
+from gateway.errors import (
+    BadRequest,
+    Forbidden,
+    GatewayError,
+    Issue,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from gateway.ingest import pipeline
+from gateway.messaging import acks, records
+from gateway.messaging.envelope import MEDIA_TYPE, WrongSigner, open_envelope, verify
+from gateway.messaging.keys import gateway_encryption_keys, signing_keys
+from gateway.messaging.message import (
+    ACKNOWLEDGEMENT,
+    MessageInvalid,
+    ParsedMessage,
+    Party,
+    parse_message,
+    resolver,
+)
+from gateway.participants.directory import Participant, ParticipantDirectory
+from gateway.participants.identifiers import UNIQUE_SYSTEMS
+from gateway.search.dates import utc_now
+from gateway.settings import Settings
+from gateway.store.bundles import run_transaction_in
+from gateway.store.repository import Store, Writer
+from mappings import MAX_DOCUMENT_BYTES
+from mappings._codes import DIAGNOSIS_SYSTEMS
+
+log = logging.getLogger(__name__)
+
+# Shared parties are matched by identifier, not addressed to anyone.
+_SHARED = frozenset(DIRECTORY_TYPES) | {"Patient"}
+_MESSAGE_TYPES = frozenset({"MessageHeader", "Provenance"})
+CPR = "urn:oid:1.2.208.176.1.2"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What ``$process-message`` returns: the Acknowledgement and its HTTP status."""
+
+    code: str
+    ack: dict[str, Any]
+    status: int
+    message_key: str | None = None
+    repeated: bool = False
+
+
+def content_hash(bundle: dict[str, Any]) -> str:
+    """Equal for the same message content, however it was serialised."""
+    canonical = json.dumps(bundle, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _status(code: str) -> int:
+    return 503 if code == acks.TRANSIENT else 200
+
+
+def _org_of(bundle: dict[str, Any], party: Party | None) -> dict[str, Any] | None:
+    if party is None:
+        return None
+    found = resolver(bundle).get(party.reference)
+    return dict(found[1]) if found else None
+
+
+class Inbound:
+    """One ``$process-message`` call (stateless apart from what it has read)."""
+
+    def __init__(self, store: Store, settings: Settings, principal: Principal) -> None:
+        self.store = store
+        self.settings = settings
+        self.principal = principal
+        self.directory = ParticipantDirectory(store.database)
+
+    # --- the answer ------------------------------------------------------------------------
+
+    def _answer(
+        self,
+        code: str,
+        acknowledged: str,
+        bundle: dict[str, Any],
+        sender: Party | None,
+        issues: list[Issue] | None = None,
+    ) -> Answer:
+        ack = acks.build_ack(
+            acknowledged=acknowledged or "unknown",
+            code=code,
+            issues=issues,
+            receiver_org=_org_of(bundle, sender),
+            base=self.settings.fhir_base,
+        )
+        return Answer(code, ack, _status(code))
+
+    # --- the steps -------------------------------------------------------------------------
+
+    async def process(self, body: bytes, media_type: str, *, now: datetime) -> Answer:
+        limit = min(self.settings.max_message_bytes, self.settings.max_body_bytes)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the message is larger than {limit} bytes")
+        if media_type != MEDIA_TYPE:
+            raise UnsupportedMediaType(
+                f"send the message as {MEDIA_TYPE} (a JWE holding a JWS)",
+                expression="Content-Type",
+            )
+        opened = open_envelope(body, gateway_encryption_keys(self.settings))
+        if not opened.encrypted and self.settings.message_encryption == "required":
+            raise BadRequest(
+                "this gateway accepts encrypted messages only (a JWE holding the JWS)",
+                expression="body",
+            )
+        client = await self.directory.find(self.principal.participant)
+        if client is None:
+            raise Forbidden("the authenticated client is not a registered participant")
+        await self._check_signer(opened.header.get("kid"), client)
+        verify(opened, signing_keys(client), who=client.name)
+        try:
+            bundle = json.loads(opened.payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest("the signed payload is not JSON", expression="body") from exc
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise BadRequest("the signed payload is not a FHIR Bundle", expression="body")
+        header_id = _header_id(bundle)
+        digest = content_hash(bundle)
+        # Seen before? (before the window: a late retry of an acknowledged message is fine)
+        if header_id:
+            async with self.store.read_connection() as conn:
+                seen = await records.find_message(conn, client.name, header_id)
+            if seen is not None:
+                return self._repeat(seen, digest, bundle)
+        try:
+            parsed = parse_message(bundle)
+        except MessageInvalid as exc:
+            return self._answer(acks.FATAL, header_id, bundle, _sender_party(bundle), exc.issues)
+        sender = await self._participant(parsed.sender)
+        if sender is None or sender.name != client.name:
+            raise WrongSigner(
+                "MessageHeader.sender is not the authenticated client that signed the message",
+                expression="Bundle.entry[0].resource.sender",
+            )
+        try:
+            return await self._accept(parsed, client, opened.signed, digest, now)
+        except GatewayError as exc:
+            if exc.status == 503:
+                return self._answer(acks.TRANSIENT, header_id, bundle, parsed.sender, exc.issues)
+            if 400 <= exc.status < 500:
+                return self._answer(acks.FATAL, header_id, bundle, parsed.sender, exc.issues)
+            raise
+
+    async def _check_signer(self, kid: Any, client: Participant) -> None:
+        """A kid registered to someone else is refused by name (sender ≠ signer)."""
+        if kid is None or str(kid) in signing_keys(client):
+            return
+        for other in await self.directory.list():
+            if other.name != client.name and str(kid) in signing_keys(other):
+                raise WrongSigner(
+                    f"the message is signed with a key of {other.name!r}, "
+                    f"not of the authenticated client {client.name!r}",
+                    expression="kid",
+                )
+
+    def _repeat(self, seen: records.MessageRecord, digest: str, bundle: dict[str, Any]) -> Answer:
+        if seen.content_sha256 == digest:
+            return Answer(seen.ack_code, seen.ack, _status(seen.ack_code), seen.key, repeated=True)
+        return self._answer(
+            acks.FATAL,
+            seen.message_id,
+            bundle,
+            _sender_party(bundle),
+            [
+                Issue(
+                    "duplicate",
+                    "this MessageHeader.id was already received from this sender with "
+                    "different content; send a new message with a new id",
+                    "Bundle.entry[0].resource.id",
+                )
+            ],
+        )
+
+    async def _participant(self, party: Party) -> Participant | None:
+        for ident in party.unique_identifiers():
+            found = await self.directory.find_by_identifier(ident["system"], ident["value"])
+            if found is not None:
+                return found
+        return None
+
+    async def _accept(
+        self,
+        parsed: ParsedMessage,
+        client: Participant,
+        signed: str,
+        digest: str,
+        now: datetime,
+    ) -> Answer:
+        window = timedelta(seconds=self.settings.message_window_seconds)
+        skew = timedelta(seconds=self.settings.clock_skew_seconds)
+        if parsed.timestamp < now - window or parsed.timestamp > now + skew:
+            raise MessageInvalid(
+                "the message's timestamp is outside the accepted window (replay or clock)",
+                expression="Bundle.timestamp",
+            )
+        receivers: list[tuple[Participant, str]] = []
+        for index, party in enumerate(parsed.receivers):
+            participant = await self._participant(party)
+            if participant is None:
+                raise MessageInvalid(
+                    "the receiver is not a registered participant",
+                    expression=f"Bundle.entry[0].resource.destination[{index}].receiver",
+                )
+            if participant.name == client.name:
+                raise MessageInvalid(
+                    "a participant cannot send a message to itself",
+                    expression=f"Bundle.entry[0].resource.destination[{index}].receiver",
+                )
+            if all(p.name != participant.name for p, _ in receivers):
+                receivers.append((participant, party.role))
+        if parsed.event == ACKNOWLEDGEMENT:
+            return await self._acknowledgement(parsed, client, signed)
+        prepared: pipeline.Prepared | None = None
+        if parsed.binary is not None:
+            prepared = await pipeline.prepare(
+                self.store,
+                parsed.binary,
+                sender_participant=client.name,
+                now=now,
+                max_bytes=MAX_DOCUMENT_BYTES,
+                authorize=self._authorize,
+            )
+            content = [e["resource"] for e in prepared.bundle.get("entry", [])]
+        else:
+            pipeline.validate_bundle(parsed.bundle)
+            content = list(_content(parsed.bundle))
+            self._authorize({r["resourceType"] for r in content})
+        if any(p.kind == "employer" for p, _ in receivers):
+            _refuse_diagnoses(content)
+        key = str(uuid.uuid4())
+        primary = next(p for p, role in receivers if role == "primary")
+        ack = acks.build_ack(
+            acknowledged=parsed.header_id,
+            code=acks.OK,
+            receiver_org=_org_of(parsed.bundle, parsed.sender),
+            base=self.settings.fhir_base,
+        )
+        async with self.store.write("message") as writer:
+            await self._lock(writer, client.name, parsed.header_id)
+            seen = await records.find_message(writer.conn, client.name, parsed.header_id)
+            if seen is not None:  # a concurrent copy committed first
+                return self._repeat(seen, digest, parsed.bundle)
+            if prepared is not None:
+                result = await pipeline.store_prepared(writer, prepared, now=now)
+                stored = _locations(result.response)
+            else:
+                transaction = await self._transaction(parsed.bundle, client, primary)
+                stored = _locations(await run_transaction_in(writer, transaction))
+            await records.insert_message(
+                writer,
+                records.MessageRecord(
+                    key=key,
+                    sender=client.name,
+                    message_id=parsed.header_id,
+                    event=parsed.event,
+                    received_at=utc_now(),
+                    content_sha256=digest,
+                    bundle=parsed.bundle,
+                    signed=signed,
+                    ack_code=acks.OK,
+                    ack=ack,
+                    resources=stored,
+                    reply_to=None,
+                ),
+            )
+            for participant, role in receivers:
+                await records.insert_delivery(
+                    writer,
+                    key,
+                    participant.name,
+                    role=role,
+                    mode="endpoint" if participant.endpoint else "mailbox",
+                )
+        return Answer(acks.OK, ack, 200, key)
+
+    async def _acknowledgement(
+        self, parsed: ParsedMessage, client: Participant, signed: str
+    ) -> Answer:
+        """A receiver's Acknowledgement sent as a message: routed back to the sender."""
+        from gateway.messaging import outbound  # the delivery side; imported when needed
+
+        responds_to = parsed.responds_to or ""
+        async with self.store.write("acknowledgement") as writer:
+            originals = await records.find_by_message_id(writer.conn, responds_to)
+            for original in originals:
+                delivery = await records.get_delivery(writer.conn, original.key, client.name)
+                if delivery is not None:
+                    await outbound.route_ack(writer, original, client.name, parsed.bundle, signed)
+                    break
+            else:
+                raise MessageInvalid(
+                    "the acknowledgement answers no message delivered to this participant",
+                    expression="Bundle.entry[0].resource.response.identifier",
+                )
+        ack = acks.build_ack(
+            acknowledged=parsed.header_id,
+            code=acks.OK,
+            receiver_org=_org_of(parsed.bundle, parsed.sender),
+            base=self.settings.fhir_base,
+        )
+        return Answer(acks.OK, ack, 200)
+
+    def _authorize(self, types: set[str]) -> None:
+        missing = sorted(t for t in types if not self.principal.allows(t, "write"))
+        if missing:
+            raise Forbidden(f"the access token has no scope to write {', '.join(missing)}")
+
+    async def _lock(self, writer: Writer, sender: str, header_id: str) -> None:
+        """Serialise two copies of one message on PostgreSQL (SQLite has one writer)."""
+        if self.store.database.is_sqlite:
+            return
+        digest = hashlib.blake2b(f"message:{sender}:{header_id}".encode(), digest_size=8)
+        await writer.conn.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"),
+            {"key": int.from_bytes(digest.digest(), "big", signed=True)},
+        )
+
+    async def _transaction(
+        self, bundle: dict[str, Any], client: Participant, primary: Participant
+    ) -> dict[str, Any]:
+        """The message's content as a transaction Bundle.
+
+        Organizations of registered participants become references to their Organization;
+        other shared resources (Patient, Practitioner, unregistered Organizations) are
+        conditional creates on their first identifier; the rest are created, stamped with
+        the sender as author and tagged for the primary receiver.
+        """
+        targets: dict[str, str] = {}
+        entries: list[tuple[str, dict[str, Any]]] = []
+        for entry in bundle.get("entry", []):
+            resource = entry.get("resource")
+            if not isinstance(resource, dict) or resource.get("resourceType") in _MESSAGE_TYPES:
+                continue
+            rtype = str(resource["resourceType"])
+            names = [n for n in (entry.get("fullUrl"), _type_id(resource)) if n]
+            if rtype == "Organization":
+                participant = await self._registered_org(resource)
+                if participant is not None:
+                    for name in names:
+                        targets[name] = f"Organization/{participant.organization_id}"
+                    continue
+            urn = f"urn:uuid:{uuid.uuid4()}"
+            for name in names:
+                targets[name] = urn
+            entries.append((urn, resource))
+        out = []
+        for urn, resource in entries:
+            rtype = str(resource["resourceType"])
+            body = _rewrite(_fresh(resource), targets)
+            request: dict[str, Any] = {"method": "POST", "url": rtype}
+            if rtype in _SHARED:
+                ident = _first_identifier(body)
+                if ident is not None:
+                    request["ifNoneExist"] = f"identifier={ident['system']}|{ident['value']}"
+            else:
+                body = _tag(prepare_write(self.principal, body), primary.name)
+            out.append({"fullUrl": urn, "resource": body, "request": request})
+        del client
+        return {"resourceType": "Bundle", "type": "transaction", "entry": out}
+
+    async def _registered_org(self, org: dict[str, Any]) -> Participant | None:
+        for ident in org.get("identifier") or []:
+            if not isinstance(ident, dict) or ident.get("system") not in UNIQUE_SYSTEMS:
+                continue
+            found = await self.directory.find_by_identifier(
+                str(ident["system"]), str(ident.get("value", ""))
+            )
+            if found is not None:
+                return found
+        return None
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _header_id(bundle: dict[str, Any]) -> str:
+    entries = bundle.get("entry")
+    first = entries[0] if isinstance(entries, list) and entries else None
+    header = first.get("resource") if isinstance(first, dict) else None
+    hid = header.get("id") if isinstance(header, dict) else None
+    return hid if isinstance(hid, str) else ""
+
+
+def _sender_party(bundle: dict[str, Any]) -> Party | None:
+    entries = bundle.get("entry")
+    first = entries[0] if isinstance(entries, list) and entries else None
+    header = first.get("resource") if isinstance(first, dict) else None
+    sender = header.get("sender") if isinstance(header, dict) else None
+    reference = sender.get("reference") if isinstance(sender, dict) else None
+    return Party(reference, []) if isinstance(reference, str) else None
+
+
+def _content(bundle: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource")
+        if isinstance(resource, dict) and resource.get("resourceType") not in _MESSAGE_TYPES:
+            yield resource
+
+
+def _type_id(resource: dict[str, Any]) -> str | None:
+    rid = resource.get("id")
+    return f"{resource['resourceType']}/{rid}" if isinstance(rid, str) else None
+
+
+def _fresh(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource without the sender's id and version (the store assigns its own)."""
+    body = {k: v for k, v in resource.items() if k != "id"}
+    meta = dict(body.get("meta") or {})
+    meta.pop("versionId", None)
+    meta.pop("lastUpdated", None)
+    if meta:
+        body["meta"] = meta
+    else:
+        body.pop("meta", None)
+    return body
+
+
+def _rewrite(node: Any, targets: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        out = {k: _rewrite(v, targets) for k, v in node.items()}
+        ref = out.get("reference")
+        if isinstance(ref, str) and ref in targets:
+            out["reference"] = targets[ref]
+        return out
+    if isinstance(node, list):
+        return [_rewrite(v, targets) for v in node]
+    return node
+
+
+def _first_identifier(resource: dict[str, Any]) -> dict[str, str] | None:
+    for ident in resource.get("identifier") or []:
+        if isinstance(ident, dict) and ident.get("system") and ident.get("value"):
+            return {"system": str(ident["system"]), "value": str(ident["value"])}
+    return None
+
+
+def _tag(resource: dict[str, Any], addressee: str) -> dict[str, Any]:
+    meta = dict(resource.get("meta") or {})
+    tags = [t for t in meta.get("tag", []) if t.get("system") != ADDRESSEE_SYSTEM]
+    meta["tag"] = [*tags, {"system": ADDRESSEE_SYSTEM, "code": addressee}]
+    return {**resource, "meta": meta}
+
+
+def _locations(response: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for entry in response.get("entry", []):
+        location = str((entry.get("response") or {}).get("location", ""))
+        parts = location.split("/")
+        if len(parts) >= 2:
+            ref = f"{parts[0]}/{parts[1]}"
+            if ref not in out:
+                out.append(ref)
+    return out
+
+
+def _codings(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if isinstance(node.get("system"), str) and "code" in node:
+            yield node
+        for value in node.values():
+            yield from _codings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _codings(value)
+
+
+def _refuse_diagnoses(content: list[dict[str, Any]]) -> None:
+    """An employer never receives a diagnosis (Mulighedserklæring part 2 carries none)."""
+    for resource in content:
+        rtype = resource.get("resourceType")
+        if rtype == "Condition" or any(
+            c["system"] in DIAGNOSIS_SYSTEMS for c in _codings(resource)
+        ):
+            raise MessageInvalid(
+                "a message to an employer must not carry a diagnosis",
+                expression=f"{rtype}",
+                issues=[
+                    Issue(
+                        "business-rule",
+                        "a message to an employer must not carry a diagnosis "
+                        f"({rtype} with a diagnosis code); send the Mulighedserklæring "
+                        "without diagnoses",
+                        str(rtype),
+                    )
+                ],
+            )
+
+
+async def process_message(
+    store: Store,
+    settings: Settings,
+    principal: Principal,
+    body: bytes,
+    media_type: str,
+    *,
+    now: datetime | None = None,
+) -> Answer:
+    """Process one ``$process-message`` request body; see the module docstring."""
+    inbound = Inbound(store, settings, principal)
+    return await inbound.process(body, media_type, now=now or datetime.now(UTC))
