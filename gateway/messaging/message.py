@@ -42,7 +42,9 @@ STATEMENT_REQUEST = "medical-statement-request"
 STATEMENT = "medical-statement"
 CASE = "sickness-benefit-case"
 CONSENT_UPDATE = "consent-update"
-MEETING_INVITATION = "meeting-invitation"
+# The round-table invitation belongs to the job centre's sickness-benefit case: the contract
+# CodeSystem (formats/identifiers.md) has no code of its own for it.
+MEETING_INVITATION = CASE
 
 # Event code → its system (codes are unique across both systems).
 EVENTS: dict[str, str] = {
@@ -53,7 +55,6 @@ EVENTS: dict[str, str] = {
     STATEMENT: OUR_EVENTS,
     CASE: OUR_EVENTS,
     CONSENT_UPDATE: OUR_EVENTS,
-    MEETING_INVITATION: OUR_EVENTS,
 }
 # MedCom's activity codes a message's Provenance may carry.
 ACTIVITIES = frozenset(
