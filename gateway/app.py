@@ -24,6 +24,10 @@ from gateway.errors import (
     operation_outcome,
 )
 from gateway.ingest.routes import router as ingest_router
+from gateway.messaging.delivery import start_delivery_worker
+from gateway.messaging.mailbox import router as mailbox_router
+from gateway.messaging.routes import fhir_router as messaging_fhir_router
+from gateway.messaging.routes import router as messaging_router
 from gateway.ops import install_operations
 from gateway.participants.demo import ensure_demo_participants
 from gateway.settings import Settings, get_settings
@@ -47,9 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.audit_writer = store.audit_writer = AuditWriter(store, settings.audit_write)
         if settings.demo:
             await ensure_demo_participants(settings, database, store)
+        delivery = start_delivery_worker(store, settings) if settings.delivery_in_process else None
         try:
             yield
         finally:
+            if delivery is not None:
+                await delivery.stop()
             await app.state.audit_writer.close()
             await database.dispose()
 
@@ -65,6 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     # $validate first: "POST /fhir/$validate" must not reach "POST /fhir/{resource_type}".
     app.include_router(validate_router, prefix="/fhir")
+    app.include_router(messaging_fhir_router, prefix="/fhir")
+    app.include_router(messaging_router)
+    app.include_router(mailbox_router)
     app.include_router(fhir_router, prefix="/fhir")
     app.include_router(ingest_router)
     return app

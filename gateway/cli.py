@@ -10,6 +10,7 @@ import uvicorn
 
 from gateway.audit_cli import register as register_audit_command
 from gateway.ingest.cli import register as register_ingest_commands
+from gateway.messaging.cli import register as register_messaging_commands
 from gateway.participants.cli import register as register_participant_commands
 from gateway.settings import Settings
 from gateway.store.database import Database
@@ -82,3 +83,6 @@ def gateway_key() -> None:
     existed = path.exists()
     key = load_or_create_key(path, alg=ACCESS_TOKEN_ALGORITHM)
     typer.echo(f"{'kept' if existed else 'created'} {path} (kid {key.kid})")
+
+
+register_messaging_commands(app)  # needs keys_app: adds ``keys participant``

@@ -40,6 +40,32 @@ class Settings(BaseSettings):
     # right after, many per transaction (see gateway/store/audit_writer.py for the trade-off).
     audit_write: Literal["sync", "batched"] = "sync"
     log_level: str = "INFO"
+    # Store-and-forward delivery of messages to receivers' endpoints (gateway/messaging).
+    # Run the delivery worker inside each gateway process (else: ``brobygger deliver``).
+    delivery_in_process: bool = True
+    # How often an idle worker looks for due deliveries.
+    delivery_poll_seconds: float = 1.0
+    # Rows one worker claims at a time, and how many of them it POSTs at once.
+    delivery_batch_size: int = 20
+    delivery_concurrency: int = 8
+    # A claimed row is the worker's for this long; a crashed worker's rows come back after it.
+    delivery_lease_seconds: int = 120
+    delivery_timeout_seconds: float = 30.0
+    delivery_connect_timeout_seconds: float = 5.0
+    # Retries: base * 2**(attempt-1) seconds, at most max, with jitter; failed after max_attempts.
+    delivery_backoff_base_seconds: float = 5.0
+    delivery_backoff_max_seconds: float = 3600.0
+    delivery_max_attempts: int = 12
+    # Send a plain signed JWS to a receiver without an encryption key (closed networks only).
+    delivery_allow_plain_jws: bool = False
+    # At shutdown, how long in-flight deliveries may finish before they are cancelled (their
+    # rows stay leased and are delivered again after the lease: at least once).
+    delivery_shutdown_grace_seconds: float = 5.0
+    # Messaging (gateway/messaging): "required" refuses a plain signed JWS; "optional" allows
+    # it (a closed network). A message's timestamp must be within the window of now.
+    message_encryption: Literal["required", "optional"] = "required"
+    message_window_seconds: int = 900
+    max_message_bytes: int = 8 * 1024 * 1024
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -50,6 +76,8 @@ class Settings(BaseSettings):
                 raise ValueError("demo participants and dev keys are refused in production")
             if not self.enforce_consent:
                 raise ValueError("consent enforcement cannot be switched off in production")
+            if self.message_encryption != "required" or self.delivery_allow_plain_jws:
+                raise ValueError("production messages must be encrypted (JWE), both ways")
             if self.keys_dir == Path("var/keys"):
                 raise ValueError("production needs BROBYGGER_KEYS_DIR outside the work tree")
         return self
