@@ -70,18 +70,23 @@ app.add_typer(keys_app, name="keys")
 
 @keys_app.command("gateway")
 def gateway_key() -> None:
-    """Create the gateway's access-token signing key in BROBYGGER_KEYS_DIR (once)."""
+    """Create the gateway's signing key and message decryption key in BROBYGGER_KEYS_DIR (once)."""
     from gateway.auth.keys import (
         ACCESS_TOKEN_ALGORITHM,
         GATEWAY_SIGNING_KEY,
         load_or_create_key,
         private_key_path,
     )
+    from gateway.messaging.keys import GATEWAY_ENCRYPTION_KEY
 
     settings = Settings()
     path = private_key_path(settings.keys_dir, GATEWAY_SIGNING_KEY)
     existed = path.exists()
     key = load_or_create_key(path, alg=ACCESS_TOKEN_ALGORITHM)
+    typer.echo(f"{'kept' if existed else 'created'} {path} (kid {key.kid})")
+    path = private_key_path(settings.keys_dir, GATEWAY_ENCRYPTION_KEY, use="enc")
+    existed = path.exists()
+    key = load_or_create_key(path, use="enc")
     typer.echo(f"{'kept' if existed else 'created'} {path} (kid {key.kid})")
 
 
