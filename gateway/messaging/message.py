@@ -393,14 +393,17 @@ def build_message(
     sender_entry = organization_entry(sender, base)
     receiver_entries = [(organization_entry(p, base), role) for p, role in receivers]
     content_entries: list[dict[str, Any]] = []
-    for resource in content:
-        resource = dict(resource)
+    given_ids: dict[int, str] = {}  # id() of a given resource → the id its entry got
+    for given in content:
+        resource = dict(given)
         resource.setdefault("id", str(uuid.uuid4()))
+        given_ids[id(given)] = resource["id"]
         content_entries.append(
             {"fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}", "resource": resource}
         )
     focus_resources = focus if focus is not None else content[:1]
-    focus_ids = {(r["resourceType"], r.get("id")) for r in focus_resources}
+    # A focus without an id is one of ``content`` (the same object): it has the id given above.
+    focus_ids = {(r["resourceType"], r.get("id") or given_ids.get(id(r))) for r in focus_resources}
     header: dict[str, Any] = {
         "resourceType": "MessageHeader",
         "id": header_id,
