@@ -32,6 +32,7 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python -m bench.store_and_api
+	$(BIN)/python -m bench.messaging --store sqlite
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
