@@ -228,6 +228,27 @@ def set_jwks(
     typer.echo(f"{updated.name}: keys {kids}")
 
 
+@participants_app.command("set-endpoint")
+def set_endpoint(
+    name: str,
+    endpoint: Annotated[
+        str | None, typer.Argument(help="http(s) URL messages are POSTed to; omit for --mailbox")
+    ] = None,
+    mailbox: Annotated[
+        bool, typer.Option(help="no endpoint: the participant polls GET /messages")
+    ] = False,
+) -> None:
+    """Set where messages to a participant are delivered: its endpoint or its mailbox."""
+    if (endpoint is None) == (not mailbox):
+        raise _fail("give either an endpoint URL or --mailbox")
+
+    async def work(_s: Settings, directory: ParticipantDirectory, _store: Store) -> Participant:
+        return await directory.set_endpoint(name, None if mailbox else endpoint)
+
+    updated = _with_directory(work)
+    typer.echo(f"{updated.name}: {updated.endpoint or 'mailbox'}")
+
+
 def _http_client() -> httpx.Client:
     """The HTTP client ``token`` uses (a seam for tests)."""
     return httpx.Client(timeout=10.0)

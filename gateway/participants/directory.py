@@ -250,6 +250,30 @@ class ParticipantDirectory:
             raise NotFound(f"participant {name!r} is not registered")
         return await self.get(name)
 
+    async def set_endpoint(self, name: str, endpoint: str | None) -> Participant:
+        """Where messages to the participant go: an http(s) endpoint, or None for the mailbox.
+
+        Deliveries already in the mailbox stay there; new deliveries follow the new setting,
+        and pending endpoint deliveries of a participant now without one fall back to the
+        mailbox (gateway.messaging.delivery).
+        """
+        current = await self.get(name)
+        checked = validate_participant(replace(current, endpoint=endpoint))
+        try:
+            async with self.database.engine.begin() as conn:
+                await conn.execute(
+                    update(participants)
+                    .where(participants.c.name == name)
+                    .values(
+                        endpoint=checked.endpoint,
+                        mailbox=checked.endpoint is None,
+                        updated_at=utc_now(),
+                    )
+                )
+        except DBAPIError as exc:
+            raise StoreUnavailable("the participant directory is unavailable") from exc
+        return await self.get(name)
+
     async def add_signing_key(
         self, name: str, public_key: dict[str, Any], *, keep_previous: int = 2
     ) -> Participant:

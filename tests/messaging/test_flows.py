@@ -33,15 +33,15 @@ import httpx
 import pytest
 from joserfc import jwe, jws
 from joserfc.jwk import Key, import_key
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from gateway.auth.keys import private_key_path, read_private_key
 from gateway.messaging.message import MEETING_INVITATION, binary_resource, build_message
 from gateway.participants.demo import DEMO_PARTICIPANTS
-from gateway.participants.directory import Participant
+from gateway.participants.directory import Participant, ParticipantDirectory
 from gateway.settings import Settings
 from gateway.store.database import Database
-from gateway.store.schema import deliveries, messages, participants, resources
+from gateway.store.schema import deliveries, messages, resources
 from tests.consent.consent_builders import actor_org, consent, provision
 from tests.live.harness import LiveGateway, serve
 from tests.messaging.messaging_support import sample
@@ -377,13 +377,9 @@ def register_endpoints(database_url: str, endpoints: dict[str, str]) -> None:
     async def run() -> None:
         database = Database(database_url)
         try:
-            async with database.engine.begin() as conn:
-                for name, url in endpoints.items():
-                    await conn.execute(
-                        update(participants)
-                        .where(participants.c.name == name)
-                        .values(endpoint=url, mailbox=False)
-                    )
+            directory = ParticipantDirectory(database)
+            for name, url in endpoints.items():
+                await directory.set_endpoint(name, url)
         finally:
             await database.dispose()
 

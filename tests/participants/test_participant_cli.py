@@ -146,3 +146,31 @@ def test_token_failure_exits_non_zero_with_the_oauth_error(gateway: TestClient) 
 def test_token_without_a_key_file(gateway: TestClient) -> None:
     code, _, err = invoke("token", "--as", "someone-else")
     assert code == 1 and "does not exist" in err
+
+
+def test_set_endpoint_and_back_to_the_mailbox(env: Settings) -> None:
+    code, _, err = invoke(
+        "participants", "add", "odense-genoptraening", "--kind", "rehab-unit",
+        "--identifier", "sor=123456789013", "--display", "Odense Kommune, Genoptræning",
+        "--generate-key",
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, err = invoke(
+        "participants", "set-endpoint", "odense-genoptraening", "https://rehab.example/inbox"
+    )
+    assert code == 0, err
+    assert out.strip() == "odense-genoptraening: https://rehab.example/inbox"
+    shown = json.loads(invoke("participants", "show", "odense-genoptraening")[1])
+    assert shown["endpoint"] == "https://rehab.example/inbox" and shown["mailbox"] is False
+
+    code, out, _ = invoke("participants", "set-endpoint", "odense-genoptraening", "--mailbox")
+    assert code == 0 and out.strip() == "odense-genoptraening: mailbox"
+    shown = json.loads(invoke("participants", "show", "odense-genoptraening")[1])
+    assert shown["endpoint"] is None and shown["mailbox"] is True
+
+    code, _, err = invoke("participants", "set-endpoint", "odense-genoptraening", "ftp://x")
+    assert code == 1 and "endpoint must be an http(s) URL" in err
+    code, _, err = invoke("participants", "set-endpoint", "odense-genoptraening")
+    assert code == 1 and "either an endpoint URL or --mailbox" in err
+    code, _, err = invoke("participants", "set-endpoint", "nobody", "--mailbox")
+    assert code == 1 and "not registered" in err
