@@ -273,16 +273,22 @@ class Inbound:
             receiver_org=_org_of(parsed.bundle, parsed.sender),
             base=self.settings.fhir_base,
         )
+        # Everything that reads the directory happens before the write transaction: a
+        # transaction must never wait for a second pool connection (under load they all
+        # would, and the pool would stall).
+        transaction = (
+            None if prepared is not None else await self._transaction(parsed.bundle, primary)
+        )
         async with self.store.write("message") as writer:
             await self._lock(writer, client.name, parsed.header_id)
             seen = await records.find_message(writer.conn, client.name, parsed.header_id)
             if seen is not None:  # a concurrent copy committed first
                 return self._repeat(seen, digest, parsed.bundle)
-            if prepared is not None:
+            if transaction is None:
+                assert prepared is not None  # noqa: S101 - one of the two is set
                 result = await pipeline.store_prepared(writer, prepared, now=now)
                 stored = _locations(result.response)
             else:
-                transaction = await self._transaction(parsed.bundle, client, primary)
                 stored = _locations(await run_transaction_in(writer, transaction))
             await records.insert_message(
                 writer,
@@ -353,9 +359,7 @@ class Inbound:
             {"key": int.from_bytes(digest.digest(), "big", signed=True)},
         )
 
-    async def _transaction(
-        self, bundle: dict[str, Any], client: Participant, primary: Participant
-    ) -> dict[str, Any]:
+    async def _transaction(self, bundle: dict[str, Any], primary: Participant) -> dict[str, Any]:
         """The message's content as a transaction Bundle.
 
         Organizations of registered participants become references to their Organization;
@@ -393,7 +397,6 @@ class Inbound:
             else:
                 body = _tag(prepare_write(self.principal, body), primary.name)
             out.append({"fullUrl": urn, "resource": body, "request": request})
-        del client
         return {"resourceType": "Bundle", "type": "transaction", "entry": out}
 
     async def _registered_org(self, org: dict[str, Any]) -> Participant | None:

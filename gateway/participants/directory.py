@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gateway.auth.keys import validate_public_jwks
 from gateway.errors import BadRequest, Conflict, Gone, NotFound, StoreUnavailable
@@ -160,7 +161,7 @@ class ParticipantDirectory:
                 row = (
                     await conn.execute(select(participants).where(participants.c.name == name))
                 ).first()
-        except DBAPIError as exc:
+        except (DBAPIError, PoolTimeout) as exc:
             raise StoreUnavailable("the participant directory is unavailable") from exc
         return None if row is None else _from_row(row)
 
@@ -175,7 +176,7 @@ class ParticipantDirectory:
             async with self.database.engine.connect() as conn:
                 rows = await conn.execute(select(participants).order_by(participants.c.name))
                 return [_from_row(r) for r in rows]
-        except DBAPIError as exc:
+        except (DBAPIError, PoolTimeout) as exc:
             raise StoreUnavailable("the participant directory is unavailable") from exc
 
     async def find_by_identifier(self, system: str, value: str) -> Participant | None:
@@ -244,7 +245,7 @@ class ParticipantDirectory:
                     .where(participants.c.name == name)
                     .values(jwks=json.dumps(normalised), updated_at=utc_now())
                 )
-        except DBAPIError as exc:
+        except (DBAPIError, PoolTimeout) as exc:
             raise StoreUnavailable("the participant directory is unavailable") from exc
         if result.rowcount == 0:
             raise NotFound(f"participant {name!r} is not registered")
@@ -270,7 +271,7 @@ class ParticipantDirectory:
                         updated_at=utc_now(),
                     )
                 )
-        except DBAPIError as exc:
+        except (DBAPIError, PoolTimeout) as exc:
             raise StoreUnavailable("the participant directory is unavailable") from exc
         return await self.get(name)
 

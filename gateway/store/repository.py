@@ -33,6 +33,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import (
@@ -361,6 +362,8 @@ class Store:
                     yield Writer(conn, self)
         except DBAPIError as exc:
             raise _translate_db_error(exc, operation) from exc
+        except PoolTimeout as exc:  # every connection busy: the caller may retry
+            raise StoreUnavailable(f"the store is busy ({operation}); retry later") from exc
 
     async def refresh_statistics(self) -> None:
         """SQLite: gather planner statistics now (at start-up; cheap, bounded)."""
@@ -384,6 +387,8 @@ class Store:
                 yield conn
         except DBAPIError as exc:
             raise _translate_db_error(exc, "read") from exc
+        except PoolTimeout as exc:
+            raise StoreUnavailable("the store is busy (read); retry later") from exc
 
     # --- writes ---------------------------------------------------------------------------
 
