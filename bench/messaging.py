@@ -29,7 +29,6 @@ import platform
 import re
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,6 +52,7 @@ from rich.table import Table
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import make_url
 
+from bench._gateway import free_port, running_gateway
 from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
 from gateway.auth.keys import private_key_path, read_private_key
 from gateway.ingest import pipeline
@@ -437,59 +437,17 @@ def envelope_public(key: Key) -> Key:
 # --- the gateway and the receiving system ----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def gateway_process(base: Settings, *, delivery: bool) -> Iterator[Settings]:
     """``python -m uvicorn gateway.app:create_app --factory``, one worker, demo participants."""
-    port = _free_port()
+    port = free_port()
     settings = base.model_copy(
         update={"base_url": f"http://127.0.0.1:{port}", "delivery_in_process": delivery}
     )
-    env = {
-        **os.environ,
-        "BROBYGGER_ENVIRONMENT": settings.environment,
-        "BROBYGGER_DATABASE_URL": settings.database_url,
-        "BROBYGGER_BASE_URL": settings.base_url,
-        "BROBYGGER_VAR_DIR": str(settings.var_dir),
-        "BROBYGGER_KEYS_DIR": str(settings.keys_dir),
-        "BROBYGGER_DEMO": "true",
-        "BROBYGGER_LOG_LEVEL": "WARNING",
-        "BROBYGGER_DELIVERY_IN_PROCESS": str(delivery).lower(),
-    }
-    command = [
-        sys.executable,
-        *("-m", "uvicorn", "gateway.app:create_app", "--factory"),
-        *("--host", "127.0.0.1", "--port", str(port)),
-        *("--workers", "1", "--log-level", "warning", "--no-access-log"),
-    ]
-    process = subprocess.Popen(command, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"the gateway exited with {process.returncode} while starting")
-            try:
-                if httpx.get(settings.fhir_base + "/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the gateway did not answer /fhir/metadata within 120 s")
-            time.sleep(0.1)
-        yield settings
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running_gateway(
+        settings, {"BROBYGGER_DELIVERY_IN_PROCESS": str(delivery).lower()}
+    ) as live:
+        yield live
 
 
 class Sink:

@@ -18,8 +18,6 @@ import json
 import os
 import platform
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +35,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from bench._gateway import free_port, running_gateway
 from consent import stamp_author
 from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
 from gateway.auth.keys import private_key_path, read_private_key
@@ -279,17 +278,10 @@ async def http_rate(
 # --- the gateway in its own process ----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def gateway_process(database_url: str, work: Path, *, enforce_consent: bool) -> Iterator[Settings]:
     """``python -m uvicorn gateway.app:create_app --factory`` with demo participants."""
-    port = _free_port()
+    port = free_port()
     settings = Settings(
         environment="development",
         database_url=database_url,
@@ -299,45 +291,10 @@ def gateway_process(database_url: str, work: Path, *, enforce_consent: bool) -> 
         demo=True,
         enforce_consent=enforce_consent,
     )
-    env = {
-        **os.environ,
-        "BROBYGGER_ENVIRONMENT": settings.environment,
-        "BROBYGGER_DATABASE_URL": settings.database_url,
-        "BROBYGGER_BASE_URL": settings.base_url,
-        "BROBYGGER_VAR_DIR": str(settings.var_dir),
-        "BROBYGGER_KEYS_DIR": str(settings.keys_dir),
-        "BROBYGGER_DEMO": "true",
-        "BROBYGGER_ENFORCE_CONSENT": str(enforce_consent).lower(),
-        "BROBYGGER_LOG_LEVEL": "WARNING",
-    }
-    command = [
-        sys.executable,
-        *("-m", "uvicorn", "gateway.app:create_app", "--factory"),
-        *("--host", "127.0.0.1", "--port", str(port)),
-        *("--workers", "1", "--log-level", "warning", "--no-access-log"),
-    ]
-    process = subprocess.Popen(command, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"the gateway exited with {process.returncode} while starting")
-            try:
-                if httpx.get(settings.fhir_base + "/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the gateway did not answer /fhir/metadata within 120 s")
-            time.sleep(0.1)
-        yield settings
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running_gateway(
+        settings, {"BROBYGGER_ENFORCE_CONSENT": str(enforce_consent).lower()}
+    ) as live:
+        yield live
 
 
 def access_token(settings: Settings) -> str:

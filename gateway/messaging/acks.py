@@ -16,10 +16,11 @@ from typing import Any
 from gateway.errors import Issue, operation_outcome
 from gateway.messaging.message import (
     ACKNOWLEDGEMENT,
-    ACTIVITY_SYSTEM,
     DESTINATION_USE_SYSTEM,
     DESTINATION_USE_URL,
     MEDCOM_EVENTS,
+    message_bundle,
+    provenance_entry,
 )
 from gateway.search.dates import format_instant
 
@@ -101,32 +102,24 @@ def build_ack(
         "source": {"endpoint": f"{base}/$process-message"},
         "response": response,
     }
-    provenance_id = str(uuid.uuid4())
-    provenance = {
-        "resourceType": "Provenance",
-        "id": provenance_id,
-        "target": [{"reference": header_url}],
-        "occurredDateTime": moment,
-        "recorded": moment,
-        "activity": {"coding": [{"system": ACTIVITY_SYSTEM, "code": "acknowledgement"}]},
-        "agent": [{"who": {"reference": sender_url}}],
-        "entity": [
-            {"role": "revision", "what": {"identifier": {"value": acknowledged}}},
-        ],
-    }
-    return {
-        "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
-        "type": "message",
-        "timestamp": moment,
-        "entry": [
+    provenance = provenance_entry(
+        base=base,
+        header_url=header_url,
+        agent_url=sender_url,
+        activity="acknowledgement",
+        moment=moment,
+        entity=[{"role": "revision", "what": {"identifier": {"value": acknowledged}}}],
+    )
+    return message_bundle(
+        moment,
+        [
             {"fullUrl": header_url, "resource": header},
             *entries,
-            {"fullUrl": f"{base}/Provenance/{provenance_id}", "resource": provenance},
+            provenance,
             {"fullUrl": sender_url, "resource": sender},
             {"fullUrl": receiver_url, "resource": receiver},
         ],
-    }
+    )
 
 
 def read_ack(bundle: dict[str, Any]) -> tuple[str, str]:

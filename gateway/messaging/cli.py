@@ -130,18 +130,6 @@ def event_of_document(document: bytes) -> str:
     return message.STATEMENT
 
 
-def _relative_references(node: Any, targets: dict[str, str]) -> Any:
-    if isinstance(node, dict):
-        out = {k: _relative_references(v, targets) for k, v in node.items()}
-        ref = out.get("reference")
-        if isinstance(ref, str) and ref in targets:
-            out["reference"] = targets[ref]
-        return out
-    if isinstance(node, list):
-        return [_relative_references(v, targets) for v in node]
-    return node
-
-
 def content_of_bundle(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     """The resources of a collection (or transaction) Bundle as message content.
 
@@ -161,7 +149,7 @@ def content_of_bundle(bundle: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(full_url, str) and isinstance(resource.get("id"), str):
             targets[full_url] = f"{resource['resourceType']}/{resource['id']}"
         resources.append(resource)
-    return [_relative_references(r, targets) for r in resources]
+    return [message.rewrite_references(r, targets) for r in resources]
 
 
 def event_of_content(content: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]] | None:

@@ -50,6 +50,7 @@ from gateway.messaging.message import (
     Party,
     parse_message,
     resolver,
+    rewrite_references,
 )
 from gateway.participants.directory import Participant, ParticipantDirectory
 from gateway.participants.identifiers import UNIQUE_SYSTEMS
@@ -388,7 +389,7 @@ class Inbound:
         out = []
         for urn, resource in entries:
             rtype = str(resource["resourceType"])
-            body = _rewrite(_fresh(resource), targets)
+            body = rewrite_references(_fresh(resource), targets)
             request: dict[str, Any] = {"method": "POST", "url": rtype}
             if rtype in _SHARED:
                 ident = _first_identifier(body)
@@ -454,18 +455,6 @@ def _fresh(resource: dict[str, Any]) -> dict[str, Any]:
     else:
         body.pop("meta", None)
     return body
-
-
-def _rewrite(node: Any, targets: dict[str, str]) -> Any:
-    if isinstance(node, dict):
-        out = {k: _rewrite(v, targets) for k, v in node.items()}
-        ref = out.get("reference")
-        if isinstance(ref, str) and ref in targets:
-            out["reference"] = targets[ref]
-        return out
-    if isinstance(node, list):
-        return [_rewrite(v, targets) for v in node]
-    return node
 
 
 def _first_identifier(resource: dict[str, Any]) -> dict[str, str] | None:

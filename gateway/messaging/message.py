@@ -347,7 +347,56 @@ def parse_message(bundle: Any) -> ParsedMessage:
     )
 
 
+def rewrite_references(node: Any, targets: dict[str, str]) -> Any:
+    """A copy of ``node`` with every ``reference`` found in ``targets`` replaced by its target."""
+    if isinstance(node, dict):
+        out = {k: rewrite_references(v, targets) for k, v in node.items()}
+        ref = out.get("reference")
+        if isinstance(ref, str) and ref in targets:
+            out["reference"] = targets[ref]
+        return out
+    if isinstance(node, list):
+        return [rewrite_references(v, targets) for v in node]
+    return node
+
+
 # --- building ------------------------------------------------------------------------------
+
+
+def provenance_entry(
+    *,
+    base: str,
+    header_url: str,
+    agent_url: str,
+    activity: str,
+    moment: str,
+    entity: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The message's Provenance (MedCom: targets the MessageHeader, a MedCom activity)."""
+    provenance_id = str(uuid.uuid4())
+    provenance: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "id": provenance_id,
+        "target": [{"reference": header_url}],
+        "occurredDateTime": moment,
+        "recorded": moment,
+        "activity": {"coding": [{"system": ACTIVITY_SYSTEM, "code": activity}]},
+        "agent": [{"who": {"reference": agent_url}}],
+    }
+    if entity:
+        provenance["entity"] = entity
+    return {"fullUrl": f"{base}/Provenance/{provenance_id}", "resource": provenance}
+
+
+def message_bundle(moment: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Bundle of type message (``entries`` start with the MessageHeader's)."""
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "message",
+        "timestamp": moment,
+        "entry": entries,
+    }
 
 
 def organization_entry(participant: Participant, base: str) -> dict[str, Any]:
@@ -436,26 +485,20 @@ def build_message(
     if response is not None:
         header["response"] = response
     header_url = f"{base}/MessageHeader/{header_id}"
-    provenance_id = str(uuid.uuid4())
-    provenance = {
-        "resourceType": "Provenance",
-        "id": provenance_id,
-        "target": [{"reference": header_url}],
-        "occurredDateTime": moment,
-        "recorded": moment,
-        "activity": {"coding": [{"system": ACTIVITY_SYSTEM, "code": activity}]},
-        "agent": [{"who": {"reference": sender_entry["fullUrl"]}}],
-    }
-    return {
-        "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
-        "type": "message",
-        "timestamp": moment,
-        "entry": [
+    provenance = provenance_entry(
+        base=base,
+        header_url=header_url,
+        agent_url=sender_entry["fullUrl"],
+        activity=activity,
+        moment=moment,
+    )
+    return message_bundle(
+        moment,
+        [
             {"fullUrl": header_url, "resource": header},
             *content_entries,
-            {"fullUrl": f"{base}/Provenance/{provenance_id}", "resource": provenance},
+            provenance,
             sender_entry,
             *[e for e, _ in receiver_entries],
         ],
-    }
+    )

@@ -28,6 +28,7 @@ def test_gateway_key_is_created_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert second.exit_code == 0 and second.output.startswith("kept")
     assert all(line.startswith("created ") for line in first.output.splitlines())
     assert all(line.startswith("kept ") for line in second.output.splitlines())
+
     def kids(output: str) -> list[str]:
         return [line.rsplit("kid ", 1)[1] for line in output.splitlines()]
 
