@@ -48,6 +48,7 @@ from gateway.messaging.message import (
     MessageInvalid,
     ParsedMessage,
     Party,
+    normalised_identifiers,
     parse_message,
     resolver,
     rewrite_references,
@@ -105,6 +106,7 @@ class Inbound:
         self.settings = settings
         self.principal = principal
         self.directory = ParticipantDirectory(store.database)
+        self._participants: list[Participant] | None = None
 
     # --- the answer ------------------------------------------------------------------------
 
@@ -184,7 +186,9 @@ class Inbound:
         """A kid registered to someone else is refused by name (sender ≠ signer)."""
         if kid is None or str(kid) in signing_keys(client):
             return
-        for other in await self.directory.list():
+        if self._participants is None:
+            self._participants = await self.directory.list()
+        for other in self._participants:
             if other.name != client.name and str(kid) in signing_keys(other):
                 raise WrongSigner(
                     f"the message is signed with a key of {other.name!r}, "
@@ -211,10 +215,21 @@ class Inbound:
         )
 
     async def _participant(self, party: Party) -> Participant | None:
-        for ident in party.unique_identifiers():
-            found = await self.directory.find_by_identifier(ident["system"], ident["value"])
-            if found is not None:
-                return found
+        return await self._holder(party.unique_identifiers())
+
+    async def _holder(self, identifiers: list[dict[str, str]]) -> Participant | None:
+        """The participant registered with one of these (normalised) unique identifiers.
+
+        The directory is read once per message, not once per party and Organization.
+        """
+        if self._participants is None:
+            self._participants = await self.directory.list()
+        for ident in identifiers:
+            if ident["system"] not in UNIQUE_SYSTEMS:
+                continue
+            for participant in self._participants:
+                if ident in participant.identifiers:
+                    return participant
         return None
 
     async def _accept(
@@ -401,15 +416,7 @@ class Inbound:
         return {"resourceType": "Bundle", "type": "transaction", "entry": out}
 
     async def _registered_org(self, org: dict[str, Any]) -> Participant | None:
-        for ident in org.get("identifier") or []:
-            if not isinstance(ident, dict) or ident.get("system") not in UNIQUE_SYSTEMS:
-                continue
-            found = await self.directory.find_by_identifier(
-                str(ident["system"]), str(ident.get("value", ""))
-            )
-            if found is not None:
-                return found
-        return None
+        return await self._holder(normalised_identifiers(org))
 
 
 # --- helpers ---------------------------------------------------------------------------------

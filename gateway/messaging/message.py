@@ -128,7 +128,8 @@ def resolver(bundle: dict[str, Any]) -> dict[str, tuple[int, dict[str, Any]]]:
     return found
 
 
-def _identifiers(org: dict[str, Any]) -> list[dict[str, str]]:
+def normalised_identifiers(org: dict[str, Any]) -> list[dict[str, str]]:
+    """The resource's identifiers in canonical form; malformed ones are left out."""
     out: list[dict[str, str]] = []
     for ident in org.get("identifier") or []:
         if not isinstance(ident, dict):
@@ -152,7 +153,7 @@ def _party(
     if target is None or target[1].get("resourceType") != "Organization":
         issues.append(Issue("invalid", f"{reference} is not an Organization in the Bundle", where))
         return None
-    identifiers = _identifiers(target[1])
+    identifiers = normalised_identifiers(target[1])
     if not any(i["system"] in UNIQUE_SYSTEMS for i in identifiers):
         issues.append(
             Issue(
