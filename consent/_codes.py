@@ -6,7 +6,7 @@ The systems are those of ``formats/identifiers.md``; the project's own ones hang
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NamedTuple
 
 FHIR_BASE: Final = "http://brobygger.dk/fhir"
 
@@ -14,6 +14,10 @@ PURPOSE_OF_USE_SYSTEM: Final = f"{FHIR_BASE}/CodeSystem/purpose-of-use"
 DATA_CATEGORY_SYSTEM: Final = f"{FHIR_BASE}/CodeSystem/data-category"
 PARTICIPANT_KIND_SYSTEM: Final = f"{FHIR_BASE}/CodeSystem/participant-kind"
 ADDRESSEE_SYSTEM: Final = f"{FHIR_BASE}/CodeSystem/addressee"
+# meta.tag systems only the gateway writes (consent.strip_gateway_tags removes them from client
+# input): the kind of the participant named in meta.source, and the legal basis of a disclosure.
+AUTHOR_KIND_SYSTEM: Final = f"{FHIR_BASE}/CodeSystem/author-kind"
+LEGAL_BASIS_SYSTEM: Final = f"{FHIR_BASE}/CodeSystem/legal-basis"
 AUTHOR_SOURCE_PREFIX: Final = "urn:brobygger:participant:"
 
 ACT_REASON_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
@@ -66,6 +70,36 @@ CITIZEN_PORTAL: Final = "citizen-portal"
 PARTICIPANT_KINDS: Final = frozenset(
     {HOSPITAL, GP, REHAB_UNIT, JOBCENTRE, EMPLOYER, CITIZEN_PORTAL}
 )
+# The two sides of the bridge. Health data crosses to the employment side only under a consent
+# or a legal basis; the citizen portal is on neither side.
+HEALTH_SIDE: Final = frozenset({HOSPITAL, GP, REHAB_UNIT})
+EMPLOYMENT_SIDE: Final = frozenset({JOBCENTRE, EMPLOYER})
+# Who may record a Consent (the citizen portal only for its own citizen).
+CONSENT_RECORDER_KINDS: Final = frozenset({JOBCENTRE, REHAB_UNIT, CITIZEN_PORTAL})
+
+
+class LegalBasis(NamedTuple):
+    """What a legal-basis tag opens: the addressee / own-department paths, for these kinds."""
+
+    reaches: frozenset[str]  # requester kinds (employment side) it lets the data reach
+    resource_types: frozenset[str] | None  # the resource types it may be stamped on; None: any
+
+
+# Legal bases (docs/consent.md "Legal bases"): health-side data addressed to an employment-side
+# participant reaches it without a consent only under one of these, stamped by the gateway.
+REQUESTED_STATEMENT: Final = "requested-statement"
+EMPLOYER_REQUESTED_STATEMENT: Final = "employer-requested-statement"
+ROUND_TABLE_INVITATION: Final = "round-table-invitation"
+LEGAL_BASES: Final[dict[str, LegalBasis]] = {
+    # A medical statement (LÆ 285, LÆ 125) answering the job centre's own request.
+    REQUESTED_STATEMENT: LegalBasis(frozenset({JOBCENTRE}), None),
+    # A mulighedserklæring the employer requested (sygedagpengeloven §36 a).
+    EMPLOYER_REQUESTED_STATEMENT: LegalBasis(frozenset({EMPLOYER}), None),
+    # The round-table invitation and the answers to it: a time and a place, no health content.
+    ROUND_TABLE_INVITATION: LegalBasis(
+        frozenset({JOBCENTRE, EMPLOYER}), frozenset({"Appointment", "AppointmentResponse"})
+    ),
+}
 
 # Diagnosis code systems (identifiers.md): SKS-D, SKS as a whole, WHO ICD-10.
 DIAGNOSIS_SYSTEMS: Final = frozenset(
@@ -109,3 +143,12 @@ DIRECTORY_TYPES: Final = frozenset(
         "OperationDefinition",
     }
 )
+
+# The element naming the participant (Organization) a directory resource describes; only that
+# participant changes it (consent.decide_write). Organization describes itself.
+DESCRIBING_ELEMENTS: Final[dict[str, str]] = {
+    "PractitionerRole": "organization",
+    "Location": "managingOrganization",
+    "Endpoint": "managingOrganization",
+    "HealthcareService": "providedBy",
+}

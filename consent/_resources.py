@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from consent._codes import ADDRESSEE_SYSTEM, AUTHOR_SOURCE_PREFIX, DATA_CATEGORY_SYSTEM
+from consent._codes import (
+    ADDRESSEE_SYSTEM,
+    AUTHOR_KIND_SYSTEM,
+    AUTHOR_SOURCE_PREFIX,
+    DATA_CATEGORY_SYSTEM,
+    LEGAL_BASES,
+    LEGAL_BASIS_SYSTEM,
+    PARTICIPANT_KINDS,
+)
 from consent._dates import Interval, parse_interval
 
 # FHIR JSON as json.loads makes it: nested objects are dicts (anything else reads as absent,
@@ -138,17 +146,115 @@ def author_of(resource: Resource) -> str | None:
     return None
 
 
-def stamp_author(resource: Resource, participant: str) -> dict[str, Any]:
-    """A copy of ``resource`` with ``meta.source`` naming ``participant`` as its author."""
+def _tags(resource: Resource) -> list[Any]:
+    meta = resource.get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    return tags if isinstance(tags, list) else []
+
+
+def _tag_codes(resource: Resource, system: str) -> frozenset[str]:
+    return frozenset(
+        tag["code"]
+        for tag in _tags(resource)
+        if isinstance(tag, dict)
+        and tag.get("system") == system
+        and isinstance(tag.get("code"), str)
+    )
+
+
+def author_kind_of(resource: Resource) -> str | None:
+    """The participant kind of the author, from the ``meta.tag`` the gateway stamps; else None.
+
+    None (unknown) when there is no author, no author-kind tag, several different ones, or a
+    code that is no participant kind: callers must treat unknown as the most protected case.
+    """
+    if author_of(resource) is None:
+        return None
+    codes = _tag_codes(resource, AUTHOR_KIND_SYSTEM)
+    if len(codes) != 1:
+        return None
+    (kind,) = codes
+    return kind if kind in PARTICIPANT_KINDS else None
+
+
+def legal_bases_of(resource: Resource) -> frozenset[str]:
+    """The known legal-basis codes in ``meta.tag`` (``LEGAL_BASES``; unknown codes are ignored)."""
+    return frozenset(
+        code for code in _tag_codes(resource, LEGAL_BASIS_SYSTEM) if code in LEGAL_BASES
+    )
+
+
+def stamp_author(resource: Resource, participant: str, kind: str | None = None) -> dict[str, Any]:
+    """A copy of ``resource`` with ``meta.source`` naming ``participant`` as its author.
+
+    With ``kind`` (the author's participant kind) the author-kind ``meta.tag`` is set to it,
+    replacing any other. Without, an author-kind tag is kept only when ``participant`` already
+    was the author (re-stamping the same author); otherwise it is removed, as it described
+    someone else (an unknown kind is then the most protected case).
+    """
     if not participant:
         raise ValueError("participant must be a non-empty name")
+    if kind is not None and kind not in PARTICIPANT_KINDS:
+        raise ValueError(f"unknown participant kind {kind!r}")
+    keep_kind = kind is None and author_of(resource) == participant
     stamped = dict(resource)
     meta = stamped.get("meta")
-    stamped["meta"] = {
+    new_meta: dict[str, Any] = {
         **(meta if isinstance(meta, dict) else {}),
         "source": AUTHOR_SOURCE_PREFIX + participant,
     }
+    if not keep_kind:
+        tags = [
+            tag
+            for tag in _tags(resource)
+            if not (isinstance(tag, dict) and tag.get("system") == AUTHOR_KIND_SYSTEM)
+        ]
+        if kind is not None:
+            tags.append({"system": AUTHOR_KIND_SYSTEM, "code": kind})
+        if tags:
+            new_meta["tag"] = tags
+        else:
+            new_meta.pop("tag", None)
+    stamped["meta"] = new_meta
     return stamped
+
+
+_GATEWAY_TAG_SYSTEMS = frozenset({AUTHOR_KIND_SYSTEM, LEGAL_BASIS_SYSTEM})
+
+
+def strip_gateway_tags(resource: Resource) -> dict[str, Any]:
+    """A copy of a client's resource without what only the gateway stamps.
+
+    Removes ``meta.source`` (the author) and the ``meta.tag`` entries of the author-kind and
+    legal-basis systems, so that a client can never forge them; the gateway stamps them again
+    (:func:`stamp_author`). Other tags (addressee, source document, …) and labels stay. An
+    emptied ``meta.tag`` or ``meta`` is dropped. The input is left alone.
+    """
+    stripped = dict(resource)
+    meta = stripped.get("meta")
+    if not isinstance(meta, dict):
+        return stripped
+    new_meta = {key: value for key, value in meta.items() if key != "source"}
+    if "tag" in meta:
+        tags = meta["tag"]
+        kept = (
+            [
+                tag
+                for tag in tags
+                if not (isinstance(tag, dict) and tag.get("system") in _GATEWAY_TAG_SYSTEMS)
+            ]
+            if isinstance(tags, list)
+            else []
+        )
+        if kept:
+            new_meta["tag"] = kept
+        else:
+            new_meta.pop("tag", None)
+    if new_meta:
+        stripped["meta"] = new_meta
+    else:
+        del stripped["meta"]
+    return stripped
 
 
 def data_categories(resource: Resource) -> frozenset[str]:
@@ -168,17 +274,7 @@ def data_categories(resource: Resource) -> frozenset[str]:
 
 def addressee_tags(resource: Resource) -> frozenset[str]:
     """Participant names in ``meta.tag`` codes of the addressee system."""
-    meta = resource.get("meta")
-    tags = meta.get("tag") if isinstance(meta, dict) else None
-    if not isinstance(tags, list):
-        return frozenset()
-    return frozenset(
-        tag["code"]
-        for tag in tags
-        if isinstance(tag, dict)
-        and tag.get("system") == ADDRESSEE_SYSTEM
-        and isinstance(tag.get("code"), str)
-    )
+    return _tag_codes(resource, ADDRESSEE_SYSTEM)
 
 
 def _names(resource: Resource, table: dict[str, tuple[tuple[str, ...], ...]], ref: str) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from consent import (
     ADDRESSEE_SYSTEM,
     DATA_CATEGORY_SYSTEM,
+    LEGAL_BASIS_SYSTEM,
     PARTICIPANT_KIND_SYSTEM,
     PURPOSE_OF_USE_SYSTEM,
     Requester,
@@ -42,6 +43,9 @@ JOBCENTRE_ROSKILDE = Requester(
 )
 GP = Requester("laegerne-soendergade", "gp", org("laegerne-soendergade"), "medical-statement")
 EMPLOYER = Requester("lys-montage", "employer", org("lys-montage"), "round-table-meeting")
+ROSKILDE_EMPLOYER = Requester(
+    "roskilde-hjemmepleje", "employer", org("roskilde-hjemmepleje"), "round-table-meeting"
+)
 PORTAL_OLE = Requester("borger-dk", "citizen-portal", None, "citizen-access", OLE)
 
 
@@ -63,22 +67,29 @@ def resource(
     *,
     labels: tuple[str, ...] = (),
     author: str | None = None,
+    author_kind: str | None = None,
     addressees: tuple[str, ...] = (),
+    legal_bases: tuple[str, ...] = (),
     patient_element: str = "subject",
     last_updated: str = "2024-05-01T10:00:00Z",
     **elements: Any,
 ) -> dict[str, Any]:
-    """A resource about ``patient`` with data-category labels, author and addressee tags."""
+    """A resource about ``patient`` with data-category labels, author, addressee and legal-basis
+    tags (``author_kind``: the author-kind tag the gateway stamps; unset is an unknown kind)."""
     meta: dict[str, Any] = {"lastUpdated": last_updated}
     if labels:
         meta["security"] = [{"system": DATA_CATEGORY_SYSTEM, "code": code} for code in labels]
-    if addressees:
-        meta["tag"] = [{"system": ADDRESSEE_SYSTEM, "code": name} for name in addressees]
+    tags = [{"system": ADDRESSEE_SYSTEM, "code": name} for name in addressees]
+    tags += [{"system": LEGAL_BASIS_SYSTEM, "code": code} for code in legal_bases]
+    if tags:
+        meta["tag"] = tags
     body: dict[str, Any] = {"resourceType": resource_type, "id": ident, "meta": meta}
     if patient is not None:
         body[patient_element] = ref(patient)
     body.update(elements)
-    return stamp_author(body, author) if author is not None else body
+    if author is None:
+        return body
+    return stamp_author(body, author, author_kind)
 
 
 def actor_org(name: str) -> dict[str, Any]:

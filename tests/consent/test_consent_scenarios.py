@@ -110,10 +110,15 @@ def test_own_department_by_managing_organization() -> None:
         "case-ole",
         patient_element="patient",
         labels=("sickness-benefit-case",),
+        author="kmd-sag",
+        author_kind="jobcentre",
         managingOrganization=ref("http://gw.example/fhir/Organization/org-jobcenter-aarhus"),
     )
     assert _decide(JOBCENTRE, case).rule == "own-department"
     assert _decide(JOBCENTRE_ROSKILDE, case).rule == "default-deny"
+    # Without the author-kind tag the author could be on the health side: fail closed.
+    untagged = {**case, "meta": {**case["meta"], "tag": []}}
+    assert _decide(JOBCENTRE, untagged).rule == "cross-sector-needs-consent"
 
 
 def test_the_job_centre_sees_nothing_without_consent() -> None:
@@ -361,7 +366,11 @@ def test_employer_addressed_statement_is_still_redacted() -> None:
     statement = resource(
         "QuestionnaireResponse",
         "mulighed",
+        labels=("medical-statement", "employment-relevant"),
+        author="laegerne-soendergade",
+        author_kind="gp",
         addressees=("lys-montage",),
+        legal_bases=("employer-requested-statement",),
         questionnaire="http://brobygger.dk/fhir/Questionnaire/mulighed",
         item=[
             {"linkId": "2.1", "answer": [{"valueString": "cannot lift"}]},

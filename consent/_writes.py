@@ -1,0 +1,291 @@
+"""The write policy: may this participant create, update or delete this resource? (pure)
+
+``decide_write(requester, action, current, incoming, registered_identifiers=…)`` returns a
+:class:`WriteDecision`. The gateway asks it for every row it changes — REST, Bundle entries,
+messages, ingest — after it has checked that the caller may *see* the current version (a
+hidden resource is a 404 before this is asked). Rules, in order (``WriteDecision.rule``):
+
+1. AuditEvents are written by the gateway only: nobody creates, updates or deletes one
+   [append-only].
+2. Our own definitional resources — any resource whose ``url`` starts with ``FHIR_BASE``
+   (profiles, Questionnaires, CodeSystems, …) — are changed, and created, only by the operator
+   (the CLI, which does not ask this function) [operator-only].
+3. The citizen portal writes nothing but Consents of its own citizen (``requester.patient``)
+   [citizen-own]: it records them, updates those it recorded, and withdraws any of them —
+   an update to ``status: inactive`` that changes nothing else, or a delete
+   [consent-recorder].
+4. Consents are recorded (created) only by a job centre or a rehabilitation unit (and the
+   portal), and updated or deleted only by their author [consent-recorder]. That the recorder
+   already holds a record of the citizen needs the database: the gateway checks it.
+5. Organizations are changed (updated, deleted) only by the participant they are
+   (``Organization/<id>`` is the requester's Organization, before and after). PractitionerRole,
+   Location, Endpoint and HealthcareService are changed only by the participant they name
+   (``organization`` / ``managingOrganization`` / ``providedBy`` is the requester's
+   Organization, in the current and the new version); when they name none, and for the other
+   directory types (Practitioner, a Questionnaire or CodeSystem of someone else, …), by their
+   author [directory-self / directory-other]. Anyone may create directory resources.
+6. A participant's registered identifiers (``registered_identifiers``: (system, value) → the
+   participant owning it, from the participant registry) change only by the operator: an
+   Organization created with any of them, an update that adds or removes one, or the delete
+   of an Organization carrying one is refused [registered-identifier].
+7. Anything else: anyone may create it [new-resource]; only its author updates or deletes it
+   [author / not-author].
+
+A current version without an author (legacy data, or seeded by the operator) is changed by
+nobody but the operator, except an Organization by the participant it is. Authorship is fixed
+at creation: on an update the gateway keeps ``meta.source`` (and the author-kind tag) of the
+current version — ``stamp_author(strip_gateway_tags(incoming), author_of(current),
+author_kind_of(current))`` — so writing a resource never makes the writer its author; the
+last writer is recorded separately (Provenance) and never grants access. An update with no
+current version (a PUT creating a new id) is decided as a create.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+from consent._codes import (
+    CITIZEN_PORTAL,
+    CONSENT_RECORDER_KINDS,
+    DESCRIBING_ELEMENTS,
+    DIRECTORY_TYPES,
+    FHIR_BASE,
+)
+from consent._model import Requester
+from consent._resources import Resource, author_of, local_reference, patient_of, reference_of
+
+WriteAction = Literal["create", "update", "delete"]
+
+_NO_IDENTIFIERS: Final[Mapping[tuple[str, str], str]] = MappingProxyType({})
+# What a withdrawal by the citizen portal may change: the status (and what the gateway stamps).
+_WITHDRAWAL_FREE = frozenset({"status", "meta", "text", "id"})
+_WITHDRAWN = "inactive"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteDecision:
+    """The outcome for one write; ``reason`` holds no health data and may be shown the caller.
+
+    ``rule`` is a stable short code (see the module docstring): ``author``, ``not-author``,
+    ``new-resource``, ``append-only``, ``operator-only``, ``citizen-own``, ``consent-recorder``,
+    ``directory-self``, ``directory-other``, ``registered-identifier``, ``type-change``.
+    """
+
+    allowed: bool
+    rule: str
+    reason: str
+
+
+def _allow(rule: str, reason: str) -> WriteDecision:
+    return WriteDecision(True, rule, reason)
+
+
+def _refuse(rule: str, reason: str) -> WriteDecision:
+    return WriteDecision(False, rule, reason)
+
+
+def _ours(resource: Resource) -> bool:
+    url = resource.get("url")
+    return isinstance(url, str) and url.startswith(FHIR_BASE)
+
+
+def _registered(
+    resource: Resource, registered: Mapping[tuple[str, str], str]
+) -> frozenset[tuple[str, str]]:
+    """The registered (system, value) identifiers a resource carries."""
+    identifiers = resource.get("identifier")
+    if not isinstance(identifiers, list):
+        return frozenset()
+    found = set()
+    for identifier in identifiers:
+        if not isinstance(identifier, Mapping):
+            continue
+        system, value = identifier.get("system"), identifier.get("value")
+        if isinstance(system, str) and isinstance(value, str) and (system, value) in registered:
+            found.add((system, value))
+    return frozenset(found)
+
+
+def _by_author(requester: Requester, current: Resource) -> WriteDecision:
+    author = author_of(current)
+    if author is None:
+        return _refuse(
+            "not-author", "a resource without a recorded author is changed by the operator"
+        )
+    if author == requester.participant:
+        return _allow("author", "the requester wrote this resource")
+    return _refuse("not-author", "only the participant that wrote a resource changes it")
+
+
+def _portal(
+    requester: Requester,
+    action: WriteAction,
+    current: Resource | None,
+    incoming: Resource | None,
+    resource_type: str,
+) -> WriteDecision:
+    own = local_reference(requester.patient)
+    versions = [v for v in (current, incoming) if v is not None]
+    if resource_type != "Consent" or own is None or any(patient_of(v) != own for v in versions):
+        return _refuse("citizen-own", "the citizen portal writes only its own citizen's consents")
+    if current is None:
+        return _allow("consent-recorder", "the citizen records a consent of their own")
+    if action == "delete":
+        return _allow("consent-recorder", "the citizen withdraws their consent")
+    if author_of(current) == requester.participant:
+        return _allow("consent-recorder", "the citizen changes a consent they recorded")
+    if incoming is not None and _is_withdrawal(current, incoming):
+        return _allow("consent-recorder", "the citizen withdraws their consent")
+    return _refuse(
+        "consent-recorder",
+        "the citizen portal may only withdraw a consent another participant recorded",
+    )
+
+
+def _is_withdrawal(current: Resource, incoming: Resource) -> bool:
+    if incoming.get("status") != _WITHDRAWN:
+        return False
+    keep = {k: v for k, v in current.items() if k not in _WITHDRAWAL_FREE}
+    new = {k: v for k, v in incoming.items() if k not in _WITHDRAWAL_FREE}
+    return keep == new
+
+
+def _consent(
+    requester: Requester, current: Resource | None, incoming: Resource | None
+) -> WriteDecision:
+    if current is None:
+        if requester.kind in CONSENT_RECORDER_KINDS:
+            return _allow("consent-recorder", "this participant records consents")
+        return _refuse(
+            "consent-recorder",
+            "only a job centre, a rehabilitation unit or the citizen record consents",
+        )
+    if author_of(current) != requester.participant:
+        return _refuse(
+            "consent-recorder", "only the participant that recorded a consent changes it"
+        )
+    if incoming is not None and patient_of(incoming) != patient_of(current):
+        return _refuse("consent-recorder", "a consent cannot be moved to another citizen")
+    return _allow("consent-recorder", "the requester recorded this consent")
+
+
+def _organization(
+    requester: Requester,
+    action: WriteAction,
+    current: Resource | None,
+    incoming: Resource | None,
+    registered: Mapping[tuple[str, str], str],
+) -> WriteDecision:
+    changed_ids = _refuse(
+        "registered-identifier",
+        "a participant's registered identifiers are changed only by the operator",
+    )
+    if current is None:
+        if incoming is not None and _registered(incoming, registered):
+            return changed_ids
+        return _allow("new-resource", "anyone may add a new resource")
+    own = requester.organization_ref
+    same = own is not None and reference_of(current) == own
+    if incoming is not None and reference_of(incoming) not in (None, own):
+        same = False
+    if not same:
+        return _refuse(
+            "directory-other", "an Organization is changed only by the participant it is"
+        )
+    before = _registered(current, registered)
+    after = _registered(incoming, registered) if incoming is not None else frozenset()
+    if before != after or (action == "delete" and before):
+        return changed_ids
+    return _allow("directory-self", "the participant changes its own Organization")
+
+
+def _named_organization(resource: Resource, element: str) -> tuple[bool, str | None]:
+    """Whether ``element`` is present, and the Organization it references (None: unreadable)."""
+    if element not in resource:
+        return False, None
+    value = resource[element]
+    return True, local_reference(value.get("reference")) if isinstance(value, Mapping) else None
+
+
+def _directory(
+    requester: Requester, resource_type: str, current: Resource, incoming: Resource | None
+) -> WriteDecision:
+    own = requester.organization_ref
+    element = DESCRIBING_ELEMENTS.get(resource_type)
+    if element is not None:
+        other = _refuse(
+            "directory-other", "a directory entry is changed only by the participant it describes"
+        )
+        named, organization = _named_organization(current, element)
+        named_after, organization_after = (
+            _named_organization(incoming, element) if incoming is not None else (False, None)
+        )
+        if named_after and (own is None or organization_after != own):
+            return other  # it may not be made to describe another participant
+        if named:
+            if own is None or organization != own or (incoming is not None and not named_after):
+                return other
+            return _allow("directory-self", "the participant changes its own directory entry")
+    author = author_of(current)
+    if author is None:
+        return _refuse(
+            "directory-other",
+            "a directory entry without a recorded author is changed by the operator",
+        )
+    if author == requester.participant:
+        return _allow("directory-self", "the requester wrote this directory entry")
+    return _refuse(
+        "directory-other", "only the participant that wrote a directory entry changes it"
+    )
+
+
+def decide_write(
+    requester: Requester,
+    action: WriteAction,
+    current: Mapping[str, Any] | None,
+    incoming: Mapping[str, Any] | None,
+    *,
+    registered_identifiers: Mapping[tuple[str, str], str] = _NO_IDENTIFIERS,
+) -> WriteDecision:
+    """Decide on one write (rules: module docstring).
+
+    ``current``: the stored current version (None for a create); ``incoming``: the new content
+    (None for a delete). A create with a current version, or an update or delete without the
+    version it needs, is a programming error (ValueError).
+    """
+    if action == "create":
+        if incoming is None or current is not None:
+            raise ValueError("a create has new content and no current version")
+    elif action == "update":
+        if incoming is None:
+            raise ValueError("an update needs the new content")
+    elif action == "delete":
+        if current is None:
+            raise ValueError("a delete needs the current version")
+        incoming = None
+    else:
+        raise ValueError(f"unknown write action {action!r}")
+    versions = [v for v in (current, incoming) if v is not None]
+    resource_type = str(versions[0].get("resourceType", ""))
+    if any(v.get("resourceType") == "AuditEvent" for v in versions):
+        return _refuse("append-only", "AuditEvents are written by the gateway only")
+    if any(str(v.get("resourceType", "")) != resource_type for v in versions):
+        return _refuse("type-change", "an update cannot change the resource type")
+    if any(_ours(v) for v in versions):
+        return _refuse(
+            "operator-only", "Brobygger's own definitions are changed only by the operator"
+        )
+    if requester.kind == CITIZEN_PORTAL:
+        return _portal(requester, action, current, incoming, resource_type)
+    if resource_type == "Consent":
+        return _consent(requester, current, incoming)
+    if resource_type == "Organization":
+        return _organization(requester, action, current, incoming, registered_identifiers)
+    if current is None:
+        return _allow("new-resource", "anyone may add a new resource")
+    if resource_type in DIRECTORY_TYPES:
+        return _directory(requester, resource_type, current, incoming)
+    return _by_author(requester, current)
