@@ -65,6 +65,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="FHIR R4 gateway between Danish health and employment systems",
         version="0.1.0",
         lifespan=lifespan,
+        # Not FastAPI's open defaults: gateway.ops serves /openapi.json and /docs behind a token.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     _install_error_handlers(app)

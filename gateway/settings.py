@@ -10,10 +10,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/brobygger.db"
+MIN_OPERATOR_TOKEN_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -66,6 +67,25 @@ class Settings(BaseSettings):
     message_encryption: Literal["required", "optional"] = "required"
     message_window_seconds: int = 900
     max_message_bytes: int = 8 * 1024 * 1024
+    # Bearer token for /metrics (and, besides participants' access tokens, /docs and
+    # /openapi.json). Unset: the file <keys_dir>/operator-token, generated on first start
+    # outside production (gateway/ops/_operator.py).
+    operator_token: SecretStr | None = None
+
+    @field_validator("operator_token", mode="before")
+    @classmethod
+    def _empty_operator_token_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _operator_token_is_long(self) -> Settings:
+        token = self.operator_token
+        if token is not None and len(token.get_secret_value().strip()) < MIN_OPERATOR_TOKEN_LENGTH:
+            raise ValueError(
+                f"BROBYGGER_OPERATOR_TOKEN must be at least {MIN_OPERATOR_TOKEN_LENGTH} "
+                "characters (e.g. openssl rand -hex 32)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

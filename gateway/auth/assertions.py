@@ -23,7 +23,7 @@ import binascii
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -39,6 +39,9 @@ from gateway.store.database import Database
 from gateway.store.schema import used_assertions
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# The citizen portal's assertion vouches for its logged-in citizen: the CPR number in this claim
+# (gateway/auth/citizens.py). Other clients' assertions must not carry it.
+CPR_CLAIM = "cpr"
 DEFAULT_ASSERTION_LIFETIME = 300
 _MAX_CLIENT_ID = 64
 _MAX_JTI = 255
@@ -87,6 +90,8 @@ class VerifiedAssertion:
     expires_at: float
     kid: str
     alg: str
+    # Every verified claim (the citizen portal's ``cpr`` among them).
+    claims: dict[str, Any] = field(default_factory=dict)
 
 
 def _default_alg(key: Key) -> str:
@@ -109,12 +114,14 @@ def make_client_assertion(
     jti: str | None = None,
     now: float | None = None,
     alg: str | None = None,
+    cpr: str | None = None,
     extra_claims: dict[str, Any] | None = None,
 ) -> str:
     """A signed client assertion: iss = sub = ``client_id``, aud = ``token_url``.
 
     ``alg`` defaults to the key's (ES256 for P-256, ES384 for P-384, RS384 for RSA); the
     header carries ``kid`` (the key's, or its RFC 7638 thumbprint) and ``typ: JWT``.
+    ``cpr``: the citizen portal vouches for its logged-in citizen (claim ``cpr``).
     ``extra_claims`` override the standard ones (tests use it to build bad assertions).
     """
     key = private_jwk if not isinstance(private_jwk, dict) else import_key(private_jwk)
@@ -128,6 +135,8 @@ def make_client_assertion(
         "exp": issued + lifetime,
         "jti": jti or str(uuid.uuid4()),
     }
+    if cpr is not None:
+        claims[CPR_CLAIM] = cpr
     claims.update(extra_claims or {})
     header = {"alg": algorithm, "typ": "JWT", "kid": key.kid or key.thumbprint()}
     return jwt.encode(header, claims, key, algorithms=[algorithm])
@@ -228,7 +237,9 @@ def check_client_assertion(
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti or len(jti) > _MAX_JTI:
         raise InvalidClient("client assertion needs a 'jti' (a unique id, at most 255 chars)")
-    return VerifiedAssertion(client_id=issuer, jti=jti, expires_at=exp, kid=kid, alg=alg)
+    return VerifiedAssertion(
+        client_id=issuer, jti=jti, expires_at=exp, kid=kid, alg=alg, claims=dict(claims)
+    )
 
 
 def _naive_utc(epoch: float) -> datetime:

@@ -1,26 +1,62 @@
-"""Who is calling: the authenticated participant, its granted scopes and purpose of use."""
+"""Who is calling: the authenticated participant, its granted scopes and purpose of use.
+
+Scopes are SMART's ``<context>/<Type or *>.<action>``: ``system/`` for the departments and
+companies acting as themselves, ``patient/`` for the citizen portal acting for one citizen (its
+token's ``patient``). :func:`parse_scope` is the one parser of that grammar; the token
+endpoint (which scopes may be granted) and :meth:`Principal.allows` (what a granted scope
+covers) both use it.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import lru_cache
+from typing import Literal, cast
 
 Action = Literal["read", "write"]
+ScopeContext = Literal["system", "patient"]
 
+# <system|patient>/<Type or *>.<read | write | * | cruds letters in order (SMART v2)>
+_SCOPE_RE = re.compile(
+    r"^(system|patient)/(\*|[A-Z][A-Za-z]{1,63})\.(read|write|\*|(?=.)c?r?u?d?s?)$"
+)
 # SMART v1 (`read`, `write`, `*`) and v2 (`cruds` letters) scope actions.
-_V1 = {"read": {"read"}, "write": {"write"}, "*": {"read", "write"}}
+_V1: dict[str, frozenset[Action]] = {
+    "read": frozenset({"read"}),
+    "write": frozenset({"write"}),
+    "*": frozenset({"read", "write"}),
+}
 
 
-def _scope_actions(action_part: str) -> set[str]:
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A well-formed scope: ``system/Observation.rs`` is ("system", "Observation", {read})."""
+
+    context: ScopeContext
+    resource_type: str  # a FHIR resource type, or "*"
+    actions: frozenset[Action]
+
+
+def _scope_actions(action_part: str) -> frozenset[Action]:
     if action_part in _V1:
         return _V1[action_part]
-    actions: set[str] = set()
-    if action_part and set(action_part) <= set("cruds"):
-        if set(action_part) & set("rs"):
-            actions.add("read")
-        if set(action_part) & set("cud"):
-            actions.add("write")
-    return actions
+    actions: set[Action] = set()
+    if set(action_part) & set("rs"):
+        actions.add("read")
+    if set(action_part) & set("cud"):
+        actions.add("write")
+    return frozenset(actions)
+
+
+@lru_cache(maxsize=512)
+def parse_scope(text: str) -> Scope | None:
+    """The scope ``text`` stands for, or None when it is not a scope of this server."""
+    match = _SCOPE_RE.fullmatch(text)
+    if match is None:
+        return None
+    context, resource_type, action_part = match.groups()
+    return Scope(cast(ScopeContext, context), resource_type, _scope_actions(action_part))
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +74,21 @@ class Principal:
     patient: str | None = None
 
     def allows(self, resource_type: str, action: Action) -> bool:
-        """True when a granted ``system/<Type|*>.<action>`` scope covers the request."""
-        for scope in self.scopes:
-            context, _, rest = scope.partition("/")
-            if context != "system" or "." not in rest:
+        """True when a granted scope covers ``action`` on ``resource_type``.
+
+        ``system/`` scopes cover the type for the participant itself; ``patient/`` scopes only
+        when the token names a patient (the citizen portal), and then only that patient's
+        data — the consent engine's ``citizen-access`` rule, which the read and write paths
+        apply, keeps the portal inside that compartment.
+        """
+        for text in self.scopes:
+            scope = parse_scope(text)
+            if scope is None:
                 continue
-            scope_type, _, action_part = rest.partition(".")
-            if scope_type not in ("*", resource_type):
+            if scope.context == "patient" and self.patient is None:
                 continue
-            if action in _scope_actions(action_part):
+            if scope.resource_type not in ("*", resource_type):
+                continue
+            if action in scope.actions:
                 return True
         return False

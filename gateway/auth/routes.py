@@ -7,7 +7,6 @@ that is OAuth's contract with every client library.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
@@ -25,8 +24,10 @@ from gateway.auth.assertions import (
     check_client_assertion,
     claimed_client,
 )
+from gateway.auth.citizens import citizen_cpr, patient_reference, resolve_patient
 from gateway.auth.keys import SIGNING_ALGORITHMS
-from gateway.auth.tokens import PURPOSES, TokenService, grant_scopes, parse_purpose
+from gateway.auth.policy import TOKEN_POLICIES, grant
+from gateway.auth.tokens import PURPOSES, TokenService
 from gateway.errors import GatewayError
 from gateway.participants.directory import ParticipantDirectory
 from gateway.settings import Settings
@@ -66,17 +67,19 @@ def smart_configuration_document(settings: Settings) -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
         "grant_types_supported": ["client_credentials"],
-        "scopes_supported": [
-            "system/*.read",
-            "system/*.write",
-            "system/*.*",
-            "system/*.rs",
-            "system/*.cruds",
-        ],
+        # Each participant kind may hold only some of them (gateway/auth/policy.py).
+        "scopes_supported": _scopes_supported(),
         "capabilities": ["client-confidential-asymmetric"],
         # Not part of SMART: the purposes a token request may name (form field ``purpose``).
         "purposes_supported": [f"{system}|{code}" for code, system in PURPOSES.items()],
     }
+
+
+def _scopes_supported() -> list[str]:
+    scopes: dict[str, None] = {}
+    for policy in TOKEN_POLICIES.values():
+        scopes.update((str(p), None) for p in policy.permissions)
+    return list(scopes)
 
 
 @router.get("/.well-known/smart-configuration", summary="SMART discovery document")
@@ -176,9 +179,15 @@ async def _issue(request: Request) -> dict[str, Any]:
         clock_skew=settings.clock_skew_seconds,
         client_id=form.get("client_id"),
     )
-    purpose = parse_purpose(form.get("purpose"))
-    scopes = grant_scopes(form.get("scope"))
-    patient = _patient_context(participant.kind, form.get("patient"))
+    granted = grant(participant.kind, form.get("scope"), form.get("purpose"))
+    cpr = citizen_cpr(verified.claims, citizen_bound=granted.policy.citizen_bound)
+    if cpr is None:
+        if form.get("patient"):
+            raise InvalidRequest("only the citizen portal may ask for a patient context")
+        patient = None
+    else:
+        requested = patient_reference(form.get("patient"))
+        patient = await resolve_patient(request.app.state.database, cpr, requested)
     # Last: the jti is spent only by a request that is otherwise good.
     await _ledger(request).record(verified, clock_skew=settings.clock_skew_seconds, now=now)
 
@@ -186,8 +195,8 @@ async def _issue(request: Request) -> dict[str, Any]:
         participant=participant.name,
         kind=participant.kind,
         organization_id=participant.organization_id,
-        scopes=scopes,
-        purpose=purpose,
+        scopes=granted.scopes,
+        purpose=granted.purpose,
         patient=patient,
     )
     log.info(
@@ -195,21 +204,7 @@ async def _issue(request: Request) -> dict[str, Any]:
         issued.token_id,
         participant.name,
         issued.scope,
-        purpose or "-",
+        granted.purpose or "-",
         verified.kid,
     )
     return issued.to_json()
-
-
-_PATIENT_RE = re.compile(r"^Patient/[A-Za-z0-9\-.]{1,64}$")
-
-
-def _patient_context(kind: str, value: str | None) -> str | None:
-    """The citizen portal acts for one citizen: ``patient=Patient/<id>`` (only it may ask)."""
-    if value is None or value == "":
-        return None
-    if kind != "citizen-portal":
-        raise InvalidRequest("only the citizen portal may ask for a patient context")
-    if not _PATIENT_RE.match(value):
-        raise InvalidRequest("patient must be a reference Patient/<id>")
-    return value

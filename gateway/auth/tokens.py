@@ -2,14 +2,14 @@
 
 An access token is a JWT (RFC 9068 ``typ: at+jwt``) signed ES256 with the gateway's key from
 ``keys_dir``: iss = base URL, aud = FHIR base, sub = participant, plus ``kind``, ``org``,
-``scope`` and ``purpose``. Verifying needs only that key, so any number of gateway processes
+``scope``, ``purpose`` and (the citizen portal's) ``patient``. What may be granted to whom is
+gateway/auth/policy.py. Verifying needs only that key, so any number of gateway processes
 sharing the key file accept each other's tokens without touching the database. The claims are
 signed, so a token cannot be re-labelled as another participant's.
 """
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,9 +19,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import Key
 
-from gateway.auth.assertions import InvalidRequest, InvalidScope
+from gateway.auth.assertions import InvalidRequest
 from gateway.auth.keys import ACCESS_TOKEN_ALGORITHM, load_gateway_signing_key
-from gateway.auth.principal import Principal
+from gateway.auth.principal import Principal, parse_scope
 from gateway.errors import Unauthorized
 from gateway.settings import Settings
 from gateway.store.database import Database
@@ -68,32 +68,10 @@ def purpose_coding(code: str) -> dict[str, str]:
 
 # --- scopes ---------------------------------------------------------------------------------
 
-DEFAULT_SCOPE = "system/*.read"
-# system/<Type or *>.<read | write | * | cruds letters in order (SMART v2)>
-_SCOPE_RE = re.compile(r"^system/(?:\*|[A-Z][A-Za-z]{1,63})\.(?:read|write|\*|(?=.)c?r?u?d?s?)$")
-
 
 def is_well_formed_scope(scope: str) -> bool:
-    return _SCOPE_RE.fullmatch(scope) is not None
-
-
-def grant_scopes(requested: str | None) -> list[str]:
-    """Requested scopes that are well-formed; ``system/*.read`` when none were requested.
-
-    Raises InvalidScope when scopes were requested and none of them can be granted.
-    """
-    wanted = (requested or "").split()
-    if not wanted:
-        return [DEFAULT_SCOPE]
-    granted: list[str] = []
-    for scope in wanted:
-        if is_well_formed_scope(scope) and scope not in granted:
-            granted.append(scope)
-    if not granted:
-        raise InvalidScope(
-            "no grantable scope; use system/<Type or *>.<read|write|*|cruds>, space-separated"
-        )
-    return granted
+    """``<system|patient>/<Type or *>.<read|write|*|cruds>`` (which kind may hold it: policy)."""
+    return parse_scope(scope) is not None
 
 
 # --- the service ----------------------------------------------------------------------------
@@ -106,6 +84,8 @@ class IssuedToken:
     scope: str
     purpose: str | None
     token_id: str
+    # ``Patient/<id>`` of a citizen-bound token (the citizen portal's).
+    patient: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -116,6 +96,9 @@ class IssuedToken:
         }
         if self.purpose is not None:
             body["purpose"] = self.purpose
+        if self.patient is not None:
+            # SMART's launch-context parameter: the bare id of the Patient the token is for.
+            body["patient"] = self.patient.removeprefix("Patient/")
         return body
 
 
@@ -187,7 +170,7 @@ class TokenService:
             claims["patient"] = patient
         header = {"alg": ACCESS_TOKEN_ALGORITHM, "typ": ACCESS_TOKEN_TYPE, "kid": self.kid}
         token = jwt.encode(header, claims, self.key, algorithms=[ACCESS_TOKEN_ALGORITHM])
-        return IssuedToken(token, self.lifetime_seconds, scope, purpose, token_id)
+        return IssuedToken(token, self.lifetime_seconds, scope, purpose, token_id, patient)
 
     def verify_access_token(self, token: str, *, now: float | None = None) -> Principal:
         """Signature, type, issuer, audience and expiry → the Principal; else Unauthorized."""

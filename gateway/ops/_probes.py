@@ -1,6 +1,6 @@
 """``/healthz`` (the process answers), ``/readyz`` (the database answers and is migrated), and
-``/metrics`` (Prometheus text format). None of them needs a token; expose them only inside the
-deployment.
+``/metrics`` (Prometheus text format). The probes need no token (expose them only inside the
+deployment); ``/metrics`` needs the operator token (gateway/ops/_operator.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from gateway.api.responses import fhir_response
 from gateway.errors import Issue, operation_outcome
 from gateway.ops._metrics import metrics_of
+from gateway.ops._operator import refuse_unless_operator
 from gateway.store.database import Database, head_revision
 
 READINESS_TIMEOUT_SECONDS: Final = 3.0
@@ -73,6 +74,9 @@ async def readiness_problem(database: Database | None, expected: str | None) -> 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
+    refused = refuse_unless_operator(request)
+    if refused is not None:
+        return refused
     gateway_metrics = metrics_of(request)
     content = gateway_metrics.exposition() if gateway_metrics is not None else b""
     return Response(content, media_type=CONTENT_TYPE_LATEST, headers=_NO_STORE)

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
+from gateway.auth.citizens import lookup_cpr
 from gateway.auth.keys import (
     SIGNING_ALGORITHMS,
     KeyUnavailable,
@@ -269,7 +270,15 @@ def token(
     as_: Annotated[str, typer.Option("--as", help="participant (client_id) to act as")],
     purpose: Annotated[str | None, typer.Option(help="purpose of use code")] = None,
     patient: Annotated[
-        str | None, typer.Option(help="citizen portal only: the Patient/<id> it acts for")
+        str | None,
+        typer.Option(
+            help="citizen portal only: the Patient/<id> it acts for; its CPR number is looked "
+            "up in BROBYGGER_DATABASE_URL and signed into the assertion (unless --cpr)"
+        ),
+    ] = None,
+    cpr: Annotated[
+        str | None,
+        typer.Option(help="citizen portal only: the logged-in citizen's CPR number"),
     ] = None,
     scope: Annotated[str | None, typer.Option(help="space-separated scopes")] = None,
     url: Annotated[
@@ -293,10 +302,17 @@ def token(
         form["purpose"] = purpose
     if patient:
         form["patient"] = patient
+        if cpr is None:  # operator side: the demo portal vouches for that Patient's citizen
+            try:
+                cpr = lookup_cpr(settings.database_url, patient)
+            except GatewayError as exc:
+                raise _fail(str(exc)) from exc
     try:
         with _http_client() as client:
             endpoint = _token_endpoint(client, base)
-            form["client_assertion"] = make_client_assertion(key, as_, endpoint, lifetime=300)
+            form["client_assertion"] = make_client_assertion(
+                key, as_, endpoint, lifetime=300, cpr=cpr
+            )
             response = client.post(endpoint, data=form)
     except httpx.HTTPError as exc:
         raise _fail(f"cannot reach the gateway at {base}: {exc.__class__.__name__}") from exc

@@ -7,10 +7,34 @@ from typing import Any
 import httpx
 
 from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
+from gateway.auth.citizens import cpr_of_patient
 from gateway.auth.keys import private_key_path, read_private_key
+from gateway.participants.demo import DEMO_PARTICIPANTS
 from gateway.settings import Settings
+from gateway.store.database import Database
 
+# Everything each kind may hold (gateway/auth/policy.py): departments read and write, the
+# employer reads, the citizen portal reads its citizen's data and records their consents.
 SCOPES = "system/*.read system/*.write"
+SCOPES_BY_KIND = {
+    "employer": "system/*.read",
+    "citizen-portal": "patient/*.read patient/Consent.write",
+}
+KIND_OF = {p.name: p.kind for p in DEMO_PARTICIPANTS}
+
+
+def scopes_for(name: str) -> str:
+    """The scopes a demo participant asks for: all its kind may have."""
+    return SCOPES_BY_KIND.get(KIND_OF.get(name, ""), SCOPES)
+
+
+async def citizen_of(settings: Settings, patient: str) -> str:
+    """The CPR number of ``patient`` (the operator side, acting as the demo portal)."""
+    database = Database(settings.database_url)
+    try:
+        return await cpr_of_patient(database, patient)
+    finally:
+        await database.dispose()
 
 
 class Api:
@@ -50,15 +74,27 @@ class Api:
 
 
 def make_login(client: httpx.AsyncClient, settings: Settings) -> Any:
-    """``await login(name, purpose, patient)`` → an Api with a token from /auth/token."""
+    """``await login(name, purpose, patient)`` → an Api with a token from /auth/token.
 
-    async def login(name: str, purpose: str | None = None, patient: str | None = None) -> Api:
+    With ``patient`` (the citizen portal), the assertion vouches for that Patient's citizen:
+    ``cpr``, or the CPR number the stored Patient carries.
+    """
+
+    async def login(
+        name: str,
+        purpose: str | None = None,
+        patient: str | None = None,
+        *,
+        cpr: str | None = None,
+    ) -> Api:
         key = read_private_key(private_key_path(settings.keys_dir, name))
+        if patient is not None and cpr is None:
+            cpr = await citizen_of(settings, patient)
         form = {
             "grant_type": "client_credentials",
             "client_assertion_type": CLIENT_ASSERTION_TYPE,
-            "client_assertion": make_client_assertion(key, name, settings.token_url),
-            "scope": SCOPES,
+            "client_assertion": make_client_assertion(key, name, settings.token_url, cpr=cpr),
+            "scope": scopes_for(name),
         }
         if purpose:
             form["purpose"] = purpose

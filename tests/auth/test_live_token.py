@@ -89,3 +89,53 @@ def test_cli_token_against_a_running_gateway(live_gateway: tuple[str, dict[str, 
     assert refused.returncode != 0
     assert refused.stdout == ""
     assert "invalid_request" in refused.stderr
+
+
+def _ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_cli_tokens_follow_the_directory(live_gateway: tuple[str, dict[str, str]]) -> None:
+    """The kinds' limits, and the portal vouching for the citizen of ``--patient``."""
+    base, env = live_gateway
+    hospital = _ok(_token(base, env, "--as", "auh-ortopaedi", "--scope", "system/*.write"))
+    headers = {"Authorization": f"Bearer {hospital}"}
+    ids = []
+    for cpr in ("0101801234", "2211853346"):
+        body = {
+            "resourceType": "Patient",
+            "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": cpr}],
+        }
+        created = httpx.post(f"{base}/fhir/Patient", json=body, headers=headers)
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["id"])
+    ole, birgitte = ids
+
+    # docs/consent.md: the operator's CLI signs the CPR number of that Patient for the portal.
+    portal = _ok(
+        _token(
+            base, env, "--as", "borger-portal", "--purpose", "citizen-access",
+            "--patient", f"Patient/{ole}",
+        )
+    )  # fmt: skip
+    portal_headers = {"Authorization": f"Bearer {portal}"}
+    assert httpx.get(f"{base}/fhir/Patient/{ole}", headers=portal_headers).status_code == 200
+    assert httpx.get(f"{base}/fhir/Patient/{birgitte}", headers=portal_headers).status_code == 404
+    # What a real portal does: its logged-in citizen's CPR number, no Patient id.
+    _ok(_token(base, env, "--as", "borger-portal", "--cpr", "2211853346"))
+
+    mismatch = _token(
+        base, env, "--as", "borger-portal", "--cpr", "0101801234",
+        "--patient", f"Patient/{birgitte}",
+    )  # fmt: skip
+    assert mismatch.returncode == 1 and mismatch.stdout == ""
+    assert "invalid_request" in mismatch.stderr
+    unknown = _token(base, env, "--as", "borger-portal", "--patient", "Patient/nobody")
+    assert unknown.returncode == 1 and "Patient/nobody" in unknown.stderr
+
+    employer_write = _token(base, env, "--as", "lys-montage", "--scope", "system/*.write")
+    assert employer_write.returncode == 1 and "invalid_scope" in employer_write.stderr
+    employer_treat = _token(base, env, "--as", "lys-montage", "--purpose", "TREAT")
+    assert employer_treat.returncode == 1 and "invalid_scope" in employer_treat.stderr
+    _ok(_token(base, env, "--as", "lys-montage", "--purpose", "round-table-meeting"))

@@ -55,6 +55,8 @@ async def test_smart_configuration(client: httpx.AsyncClient) -> None:
     assert config["grant_types_supported"] == ["client_credentials"]
     assert "client-confidential-asymmetric" in config["capabilities"]
     assert "system/*.read" in config["scopes_supported"]
+    assert "patient/Consent.write" in config["scopes_supported"]
+    assert "system/*.*" not in config["scopes_supported"]
 
 
 async def test_demo_participant_gets_a_token_that_opens_the_fhir_api(
@@ -63,7 +65,7 @@ async def test_demo_participant_gets_a_token_that_opens_the_fhir_api(
     response = await request_token(
         "jobcenter-aarhus",
         purpose="sickness-benefit-follow-up",
-        scope="system/*.read system/Task.cu bogus",
+        scope="system/*.read system/Task.cu",
     )
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
@@ -280,14 +282,14 @@ async def test_registered_es384_and_rs384_keys_are_accepted(
 async def test_rotated_key_and_previous_key_both_work(
     app: FastAPI, request_token: RequestToken, dev_key: Callable[[str], Key]
 ) -> None:
-    old = dev_key("borger-portal")
+    old = dev_key("roskilde-hjemmepleje")
     new = generate_signing_key()
     directory = ParticipantDirectory(app.state.database)
-    await directory.add_signing_key("borger-portal", public_jwk(new), keep_previous=1)
-    assert (await request_token("borger-portal", key=new)).status_code == 200
-    assert (await request_token("borger-portal", key=old)).status_code == 200
+    await directory.add_signing_key("roskilde-hjemmepleje", public_jwk(new), keep_previous=1)
+    assert (await request_token("roskilde-hjemmepleje", key=new)).status_code == 200
+    assert (await request_token("roskilde-hjemmepleje", key=old)).status_code == 200
     newer = generate_signing_key()
-    await directory.add_signing_key("borger-portal", public_jwk(newer), keep_previous=1)
-    refused = await request_token("borger-portal", key=old)
+    await directory.add_signing_key("roskilde-hjemmepleje", public_jwk(newer), keep_previous=1)
+    refused = await request_token("roskilde-hjemmepleje", key=old)
     _assert_oauth_error(refused, 401, "invalid_client")
-    assert (await request_token("borger-portal", key=new)).status_code == 200
+    assert (await request_token("roskilde-hjemmepleje", key=new)).status_code == 200

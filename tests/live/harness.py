@@ -19,6 +19,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
+from gateway.auth.citizens import lookup_cpr
 from gateway.auth.keys import private_key_path, read_private_key
 from gateway.settings import Settings
 
@@ -42,9 +43,9 @@ class LiveGateway:
     def fhir_base(self) -> str:
         return self.settings.fhir_base
 
-    def client_assertion(self, participant: str = PARTICIPANT) -> str:
+    def client_assertion(self, participant: str = PARTICIPANT, cpr: str | None = None) -> str:
         key = read_private_key(private_key_path(self.settings.keys_dir, participant))
-        return make_client_assertion(key, participant, self.settings.token_url)
+        return make_client_assertion(key, participant, self.settings.token_url, cpr=cpr)
 
     def token(
         self,
@@ -55,12 +56,14 @@ class LiveGateway:
     ) -> str:
         """An access token from ``POST /auth/token`` over the socket.
 
-        ``patient`` (``Patient/<id>``) is the citizen portal's patient context.
+        ``patient`` (``Patient/<id>``) is the citizen portal's patient context; the assertion
+        vouches for its citizen (the CPR number the stored Patient carries).
         """
+        cpr = None if patient is None else lookup_cpr(self.settings.database_url, patient)
         form = {
             "grant_type": "client_credentials",
             "client_assertion_type": CLIENT_ASSERTION_TYPE,
-            "client_assertion": self.client_assertion(participant),
+            "client_assertion": self.client_assertion(participant, cpr),
             "scope": scope,
         }
         if purpose is not None:

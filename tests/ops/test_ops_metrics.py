@@ -15,10 +15,17 @@ from starlette.testclient import TestClient
 from gateway.ops import GatewayMetrics, install_operations, metrics_of, record_store_error
 
 CPR = "0101801234"
+OPERATOR_TOKEN = "multiprocess-test-operator-token-0123456789"
+
+
+def _operator(client: TestClient) -> dict[str, str]:
+    """The operator's Authorization header for the app behind ``client``."""
+    token = client.app.state.operator_token
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _samples(client: TestClient, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=_operator(client))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     found: dict[tuple[tuple[str, str], ...], float] = {}
@@ -41,7 +48,7 @@ def test_requests_are_counted_by_route_template(ops_client: TestClient) -> None:
     assert _count(ops_client, "GET", "/fhir/{resource_type}/{resource_id}", 401) == 1
     assert _count(ops_client, "GET", "/fhir/{resource_type}", 401) == 1
     assert _count(ops_client, "GET", "<unmatched>", 404) == 1
-    text = ops_client.get("/metrics").text
+    text = ops_client.get("/metrics", headers=_operator(ops_client)).text
     assert CPR not in text
     assert "/fhir/Patient" not in text
 
@@ -99,7 +106,7 @@ def test_multiprocess_mode_sums_the_workers(tmp_path: Path) -> None:
     multiproc.mkdir()
     script = textwrap.dedent(
         """
-        import sys
+        import os, sys
         from fastapi import FastAPI, Request
         from starlette.testclient import TestClient
         from gateway.ops import install_operations
@@ -109,10 +116,15 @@ def test_multiprocess_mode_sums_the_workers(tmp_path: Path) -> None:
         install_operations(app, Settings())
         with TestClient(app) as client:
             client.get("/healthz")
-            sys.stdout.write(client.get("/metrics").text)
+            operator = {"Authorization": "Bearer " + os.environ["BROBYGGER_OPERATOR_TOKEN"]}
+            sys.stdout.write(client.get("/metrics", headers=operator).text)
         """
     )
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+        "BROBYGGER_OPERATOR_TOKEN": OPERATOR_TOKEN,
+    }
     outputs = [
         subprocess.run(
             [sys.executable, "-W", "ignore", "-c", script],
