@@ -55,6 +55,7 @@ from sqlalchemy.engine import make_url
 from bench._gateway import free_port, running_gateway
 from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
 from gateway.auth.keys import private_key_path, read_private_key
+from gateway.data import DataPath
 from gateway.ingest import pipeline
 from gateway.messaging import acks, envelope
 from gateway.messaging.keys import gateway_encryption_keys, gateway_signing_key, keys_by_kid
@@ -345,7 +346,7 @@ async def store_side(
         varying = document_uuids(sample, template)
 
         async def store_one(prepared: pipeline.Prepared) -> None:
-            async with store.write("ingest") as writer:
+            async with DataPath.for_operator(store).write("ingest", link_identities=True) as writer:
                 result = await pipeline.store_prepared(writer, prepared, now=now)
             if result.status != "accepted":
                 raise SystemExit(f"the store saw a known document ({result.status}): not fresh")
@@ -410,7 +411,9 @@ async def measure_breakdown(
                 store, parsed.binary, sender_participant=SENDER, now=now
             )
             t3 = time.perf_counter()
-            async with store.write("message") as writer:
+            async with DataPath.for_operator(store).write(
+                "message", link_identities=True
+            ) as writer:
                 result = await pipeline.store_prepared(writer, prepared, now=now)
             t4 = time.perf_counter()
             if result.status != "accepted":

@@ -39,8 +39,8 @@ from bench._gateway import free_port, running_gateway
 from consent import stamp_author
 from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
 from gateway.auth.keys import private_key_path, read_private_key
+from gateway.data import DataPath
 from gateway.settings import Settings
-from gateway.store.bundles import run_transaction
 from gateway.store.database import Database
 from gateway.store.repository import Store
 from gateway.store.schema import resources
@@ -124,7 +124,7 @@ def transaction_bundle(
 async def load(
     store: Store, *, patients: int, observations: int, batch: int, seed: int
 ) -> tuple[list[LoadedPatient], float]:
-    """Write everything through ``run_transaction``; return the patients and the seconds."""
+    """Write everything through the operator's data path; return the patients and the seconds."""
     rng = random.Random(seed)
     loaded: list[LoadedPatient] = []
     started = time.perf_counter()
@@ -134,7 +134,7 @@ async def load(
         for first in range(0, patients, batch):
             size = min(batch, patients - first)
             bundle = transaction_bundle(rng, first, size, observations)
-            response = await run_transaction(store, bundle)
+            response = await DataPath.for_operator(store).bundle(bundle)
             for request, reply in zip(bundle["entry"], response["entry"], strict=True):
                 if request["request"]["url"] == "Patient":
                     cpr = request["resource"]["identifier"][0]["value"]

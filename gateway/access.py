@@ -20,14 +20,15 @@ from sqlalchemy import false, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consent import (
+    DIRECTORY_TYPES,
     Decision,
     Requester,
     active_consents,
     filter_visible,
     patient_of,
     stamp_author,
+    supports_patient,
 )
-from consent._codes import DIRECTORY_TYPES
 from gateway.auth.principal import Principal
 from gateway.auth.tokens import purpose_coding
 from gateway.errors import NotFound
@@ -131,8 +132,17 @@ class ConsentGate:
     # --- decisions -------------------------------------------------------------------------
 
     async def decide(
-        self, items: list[dict[str, Any]], *, visible_patients: Iterable[str] = ()
+        self,
+        items: list[dict[str, Any]],
+        *,
+        visible_patients: Iterable[str] = (),
+        record_denials: bool = True,
     ) -> list[Decision]:
+        """One Decision per resource; denials are remembered for the audit unless told not.
+
+        Rows read only to decide a write (a conditional match, a reference) are decided with
+        ``record_denials=False``: a hidden match must leave the same trace as no match.
+        """
         patients = {p for p in (patient_of(r) for r in items) if p is not None}
         await self._load_consents(patients)
         decisions = filter_visible(
@@ -159,17 +169,19 @@ class ConsentGate:
             self._patient_of[key] = (
                 key if resource.get("resourceType") == "Patient" else patient_of(resource)
             )
-            if not decision.permitted:
+            if not decision.permitted and record_denials:
                 self._denied[key] = decision
         return decisions
 
-    async def matches(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def matches(
+        self, items: list[dict[str, Any]], *, record_denials: bool = True
+    ) -> list[dict[str, Any]]:
         """Search candidates → the visible ones (redacted where the engine says so).
 
         A Patient found by a search is visible when any other record of it is (the engine's
         supporting rule), so denied Patients get that check before they are dropped.
         """
-        decisions = await self.decide(items)
+        decisions = await self.decide(items, record_denials=record_denials)
         hidden_patients = [
             r
             for r, d in zip(items, decisions, strict=True)
@@ -185,6 +197,7 @@ class ConsentGate:
                 again = await self.decide(
                     [r for r in hidden_patients if f"Patient/{r['id']}" in supported],
                     visible_patients=supported,
+                    record_denials=record_denials,
                 )
                 for decision in again:
                     if decision.permitted and decision.target:
@@ -198,17 +211,33 @@ class ConsentGate:
     async def includes(
         self, items: list[dict[str, Any]], matches: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        visible = {p for p in (patient_of(m) for m in matches) if p is not None}
+        # Only what the caller did not write itself brings its Patient along (supporting rule).
+        visible = {
+            p
+            for m in matches
+            if (p := patient_of(m)) is not None
+            and (
+                m.get("resourceType") == "Patient"
+                or ((d := self._decisions.get(reference_of(m))) is not None and supports_patient(d))
+            )
+        }
         decisions = await self.decide(items, visible_patients=visible)
         return [dict(d.resource) for d in decisions if d.resource is not None]
 
-    async def check(self, resource: dict[str, Any]) -> dict[str, Any]:
-        """One resource the caller asked for by id: visible (maybe redacted) or 404."""
+    async def sees(self, resource: dict[str, Any], *, record_denials: bool = True) -> Decision:
+        """The decision on one resource (a Patient with the supporting rule), not disclosed."""
         visible_patients: set[str] = set()
         if resource.get("resourceType") == "Patient" and resource.get("id"):
             if await self._has_visible_record(str(resource["id"])):
                 visible_patients.add(f"Patient/{resource['id']}")
-        decision = (await self.decide([resource], visible_patients=visible_patients))[0]
+        decisions = await self.decide(
+            [resource], visible_patients=visible_patients, record_denials=record_denials
+        )
+        return decisions[0]
+
+    async def check(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """One resource the caller asked for by id: visible (maybe redacted) or 404."""
+        decision = await self.sees(resource)
         if decision.resource is None:
             # Exactly what an unknown id gets: a hidden resource does not exist for the caller.
             raise NotFound(f"{resource['resourceType']}/{resource['id']} is not known")
@@ -241,7 +270,9 @@ class ConsentGate:
         decisions = filter_visible(
             self.requester, records, {patient: self._consents[patient]}, now=self.now
         )
-        return any(d.permitted for d in decisions)
+        # What the caller wrote itself never makes the Patient visible: writing a record
+        # about a citizen must not become a way to read what others recorded.
+        return any(supports_patient(d) for d in decisions)
 
     def disclose(self, shown: Iterable[dict[str, Any]]) -> None:
         """Record that these (already decided) resources were returned to the caller."""

@@ -7,6 +7,7 @@ from typing import Annotated, Protocol
 from fastapi import Depends, Request
 
 from gateway.auth.principal import Principal
+from gateway.data import DataPath
 from gateway.errors import Unauthorized
 from gateway.settings import Settings
 from gateway.store.database import Database
@@ -50,3 +51,12 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StoreDep = Annotated[Store, Depends(get_store)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_data_path(request: Request, principal: PrincipalDep) -> DataPath:
+    """The caller's guarded data path (the only way a route reaches stored resources)."""
+    settings = get_settings_dep(request)
+    return DataPath(get_store(request), principal, enforce=settings.enforce_consent)
+
+
+DataDep = Annotated[DataPath, Depends(get_data_path)]

@@ -11,17 +11,15 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.access import ConsentGate, consent_change_event
 from gateway.api.audit import audit_read, audit_search
 from gateway.api.capability import capability_statement
-from gateway.api.guard import check_delete, prepare_write, resolve_guarded_joins
 from gateway.api.responses import fhir_response
 from gateway.auth.principal import Action, Principal
-from gateway.deps import PrincipalDep, SettingsDep, StoreDep
+from gateway.data import DataPath, parse_entry_url
+from gateway.deps import DataDep, PrincipalDep, SettingsDep
 from gateway.errors import (
     BadRequest,
     Forbidden,
-    Gone,
     InvalidResource,
     Issue,
     MethodNotAllowed,
@@ -31,11 +29,8 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.search.dates import date_range, format_instant
-from gateway.search.query import SearchRequest
 from gateway.settings import Settings
-from gateway.store import audit_log
-from gateway.store.bundles import run_batch, run_transaction
-from gateway.store.repository import HistoryEntry, Store, WriteResult
+from gateway.store.repository import HistoryEntry, WriteResult
 from profiles.fhir_release import SUPPORTED_TYPES, ResourceInvalid, validate_resource
 
 router = APIRouter(tags=["FHIR"])
@@ -141,21 +136,24 @@ async def metadata(settings: SettingsDep) -> Response:
 @router.post("")
 @router.post("/")
 async def transaction_or_batch(
-    request: Request, principal: PrincipalDep, store: StoreDep, settings: SettingsDep
+    request: Request, principal: PrincipalDep, data: DataDep, settings: SettingsDep
 ) -> Response:
     """Run a transaction (all or nothing) or a batch Bundle."""
-    data = await _body(request, settings)
-    if data.get("resourceType") != "Bundle" or data.get("type") not in ("transaction", "batch"):
+    body = await _body(request, settings)
+    if body.get("resourceType") != "Bundle" or body.get("type") not in ("transaction", "batch"):
         raise BadRequest(
             "POST /fhir takes a Bundle of type transaction or batch", expression="Bundle.type"
         )
-    bundle = _validated(data, "Bundle", status_422=False)
+    bundle = _validated(body, "Bundle", status_422=False)
     for i, entry in enumerate(bundle.get("entry", [])):
-        url = str(entry.get("request", {}).get("url", ""))
-        if url.startswith(settings.fhir_base + "/"):
-            url = url[len(settings.fhir_base) + 1 :]
-        rtype = url.split("?")[0].split("/")[0]
-        method = str(entry.get("request", {}).get("method", "GET")).upper()
+        request_part = entry.get("request", {})
+        method = str(request_part.get("method", "GET")).upper()
+        try:
+            rtype = parse_entry_url(
+                str(request_part.get("url", "")), settings.fhir_base, f"Bundle.entry[{i}]"
+            )[0]
+        except BadRequest:
+            continue  # the entry itself is refused when it runs, naming its URL
         if rtype not in _SUPPORTED:
             raise NotFound(
                 f"resource type '{rtype}' is not supported here",
@@ -168,34 +166,16 @@ async def transaction_or_batch(
                 "record or change a Consent at /fhir/Consent, not inside a Bundle",
                 expression=f"Bundle.entry[{i}].request.url",
             )
-        if method == "DELETE":
-            check_delete(principal, rtype)
-        target = url.split("?")[0].split("/")
-        if method in ("PUT", "DELETE") and len(target) == 2 and "?" not in url:
-            await _may_change(store, principal, settings, rtype, target[1])
-        if entry.get("resource") is not None and method in ("POST", "PUT"):
-            entry["resource"] = prepare_write(principal, entry["resource"])
-    gate = ConsentGate(store, principal, interaction="read") if settings.enforce_consent else None
-
-    async def reveal(resource: dict[str, Any]) -> dict[str, Any]:
-        return resource if gate is None else await gate.check(resource)
-
-    try:
-        if bundle["type"] == "transaction":
-            return fhir_response(await run_transaction(store, bundle, reveal=reveal))
-        return fhir_response(await run_batch(store, bundle, reveal=reveal))
-    finally:
-        if gate is not None:
-            await gate.flush()
+    return fhir_response(await data.bundle(bundle))
 
 
 @router.get("/_history")
 async def system_history(
-    request: Request, principal: PrincipalDep, store: StoreDep, settings: SettingsDep
+    request: Request, principal: PrincipalDep, data: DataDep, settings: SettingsDep
 ) -> Response:
     """Every change, newest first."""
     _authorize(principal, "*", "read")
-    return await _history(request, store, settings, principal, None, None)
+    return await _history(request, data, settings, None, None)
 
 
 # --- type level ----------------------------------------------------------------------------
@@ -206,7 +186,7 @@ async def search_type(
     resource_type: str,
     request: Request,
     principal: PrincipalDep,
-    store: StoreDep,
+    data: DataDep,
     settings: SettingsDep,
 ) -> Response:
     """Search (GET)."""
@@ -214,8 +194,8 @@ async def search_type(
     _authorize(principal, resource_type, "read")
     items = request.query_params.multi_items()
     if resource_type == "AuditEvent":
-        return await audit_search(request, store, settings, principal, items)
-    return await _search(request, store, settings, principal, resource_type, items)
+        return await audit_search(request, data.store, settings, principal, items)
+    return await _search(request, data, settings, resource_type, items)
 
 
 @router.post("/{resource_type}/_search")
@@ -223,7 +203,7 @@ async def search_type_post(
     resource_type: str,
     request: Request,
     principal: PrincipalDep,
-    store: StoreDep,
+    data: DataDep,
     settings: SettingsDep,
 ) -> Response:
     """Search (POST, form-encoded parameters)."""
@@ -236,8 +216,8 @@ async def search_type_post(
     elif media:
         raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded")
     if resource_type == "AuditEvent":
-        return await audit_search(request, store, settings, principal, items)
-    return await _search(request, store, settings, principal, resource_type, items)
+        return await audit_search(request, data.store, settings, principal, items)
+    return await _search(request, data, settings, resource_type, items)
 
 
 @router.post("/{resource_type}")
@@ -245,36 +225,23 @@ async def create(
     resource_type: str,
     request: Request,
     principal: PrincipalDep,
-    store: StoreDep,
+    data: DataDep,
     settings: SettingsDep,
 ) -> Response:
-    """Create (the server assigns the id); conditional with If-None-Exist."""
+    """Create (the server assigns the id); conditional with If-None-Exist.
+
+    A conditional create whose match the caller may not see creates, exactly as if nothing
+    matched: hidden means absent.
+    """
     _check_type(resource_type)
     _authorize(principal, resource_type, "write")
-    data = await _body(request, settings)
-    resource = prepare_write(principal, _validated(data, resource_type, status_422=False))
-    resource.pop("id", None)
-    if_none_exist = request.headers.get("if-none-exist")
-    async with store.write("create") as writer:
-        result = await writer.create(resource, if_none_exist=if_none_exist)
-        if resource_type == "Consent" and not result.matched_existing:
-            await audit_log.append(
-                writer.conn, [consent_change_event(principal, result.resource, "create")]
-            )
+    body = await _body(request, settings)
+    resource = _validated(body, resource_type, status_422=False)
+    result = await data.create(resource, if_none_exist=request.headers.get("if-none-exist"))
     if result.matched_existing:
-        # The match may be someone else's: show it only if the caller may see it.
-        shown: dict[str, Any] | None = result.resource
-        if settings.enforce_consent:
-            gate = ConsentGate(store, principal, interaction="create")
-            try:
-                shown = await gate.check(result.resource)
-            except NotFound:
-                shown = None
-            finally:
-                await gate.flush()
-        if shown is None:
-            return Response(status_code=200, headers=_read_headers(result.resource))
-        return fhir_response(shown, status_code=200, headers=_read_headers(result.resource))
+        return fhir_response(
+            result.resource, status_code=200, headers=_read_headers(result.resource)
+        )
     return _write_response(request, result, settings)
 
 
@@ -283,13 +250,13 @@ async def type_history(
     resource_type: str,
     request: Request,
     principal: PrincipalDep,
-    store: StoreDep,
+    data: DataDep,
     settings: SettingsDep,
 ) -> Response:
     """Every version of every resource of the type, newest first."""
     _check_type(resource_type)
     _authorize(principal, resource_type, "read")
-    return await _history(request, store, settings, principal, resource_type, None)
+    return await _history(request, data, settings, resource_type, None)
 
 
 # --- instance level ------------------------------------------------------------------------
@@ -300,18 +267,16 @@ async def read(
     resource_type: str,
     resource_id: str,
     principal: PrincipalDep,
-    store: StoreDep,
-    settings: SettingsDep,
+    data: DataDep,
 ) -> Response:
     """Read the current version."""
     _check_type(resource_type)
     _check_id(resource_id)
     _authorize(principal, resource_type, "read")
     if resource_type == "AuditEvent":
-        resource = await audit_read(store, principal, resource_id)
+        resource = await audit_read(data.store, principal, resource_id)
         return fhir_response(resource, headers=_read_headers(resource))
-    resource = await store.read(resource_type, resource_id)
-    resource = await _visible(store, principal, settings, "read", resource)
+    resource = await data.read(resource_type, resource_id)
     return fhir_response(resource, headers=_read_headers(resource))
 
 
@@ -321,27 +286,24 @@ async def update(
     resource_id: str,
     request: Request,
     principal: PrincipalDep,
-    store: StoreDep,
+    data: DataDep,
     settings: SettingsDep,
 ) -> Response:
-    """Update (or create with a client id); If-Match checks the version."""
+    """Update (or create with a client id); If-Match checks the version.
+
+    Only the author changes a resource (directory resources: the participant they describe);
+    one the caller may not see is unknown to it (404).
+    """
     _check_type(resource_type)
     _check_id(resource_id)
     _authorize(principal, resource_type, "write")
-    data = await _body(request, settings)
-    if data.get("id") != resource_id:
+    body = await _body(request, settings)
+    if body.get("id") != resource_id:
         raise BadRequest("the resource's id must equal the id in the URL", expression="id")
-    resource = prepare_write(principal, _validated(data, resource_type, status_422=False))
-    await _may_change(store, principal, settings, resource_type, resource_id)
-    async with store.write("update") as writer:
-        result = await writer.put(
-            {**resource, "id": resource_id}, if_match=request.headers.get("if-match")
-        )
-        if resource_type == "Consent" and not result.unchanged:
-            action = "create" if result.created else "update"
-            await audit_log.append(
-                writer.conn, [consent_change_event(principal, result.resource, action)]
-            )
+    resource = _validated(body, resource_type, status_422=False)
+    result = await data.update(
+        resource_type, resource_id, resource, if_match=request.headers.get("if-match")
+    )
     return _write_response(request, result, settings)
 
 
@@ -350,16 +312,13 @@ async def delete(
     resource_type: str,
     resource_id: str,
     principal: PrincipalDep,
-    store: StoreDep,
-    settings: SettingsDep,
+    data: DataDep,
 ) -> Response:
     """Delete (a tombstone version; history stays)."""
     _check_type(resource_type)
     _check_id(resource_id)
     _authorize(principal, resource_type, "write")
-    check_delete(principal, resource_type)
-    await _may_change(store, principal, settings, resource_type, resource_id)
-    version = await store.delete(resource_type, resource_id)
+    version = await data.delete(resource_type, resource_id)
     headers = {"ETag": f'W/"{version}"'} if version is not None else {}
     return Response(status_code=204, headers=headers)
 
@@ -370,14 +329,14 @@ async def instance_history(
     resource_id: str,
     request: Request,
     principal: PrincipalDep,
-    store: StoreDep,
+    data: DataDep,
     settings: SettingsDep,
 ) -> Response:
     """Every version of one resource, newest first."""
     _check_type(resource_type)
     _check_id(resource_id)
     _authorize(principal, resource_type, "read")
-    return await _history(request, store, settings, principal, resource_type, resource_id)
+    return await _history(request, data, settings, resource_type, resource_id)
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}")
@@ -386,8 +345,7 @@ async def vread(
     resource_id: str,
     version_id: str,
     principal: PrincipalDep,
-    store: StoreDep,
-    settings: SettingsDep,
+    data: DataDep,
 ) -> Response:
     """Read one version."""
     _check_type(resource_type)
@@ -396,10 +354,9 @@ async def vread(
     if resource_type == "AuditEvent":
         if version_id != "1":
             raise NotFound(f"AuditEvent/{resource_id} has only version 1")
-        resource = await audit_read(store, principal, resource_id)
+        resource = await audit_read(data.store, principal, resource_id)
         return fhir_response(resource, headers=_read_headers(resource))
-    resource = await store.vread(resource_type, resource_id, version_id)
-    resource = await _visible(store, principal, settings, "vread", resource)
+    resource = await data.vread(resource_type, resource_id, version_id)
     return fhir_response(resource, headers=_read_headers(resource))
 
 
@@ -434,77 +391,22 @@ def _paging_links(
     return links
 
 
-async def _visible(
-    store: Store,
-    principal: Principal,
-    settings: Settings,
-    interaction: str,
-    resource: dict[str, Any],
-) -> dict[str, Any]:
-    """The resource as the caller may see it (404 when hidden), audited."""
-    if not settings.enforce_consent:
-        return resource
-    gate = ConsentGate(store, principal, interaction=interaction)
-    try:
-        return await gate.check(resource)
-    finally:
-        await gate.flush()
-
-
-async def _may_change(
-    store: Store, principal: Principal, settings: Settings, rtype: str, rid: str
-) -> None:
-    """Nobody updates or deletes what it may not see: such a resource is unknown to it (404).
-
-    A resource that does not exist (or is deleted) may be created with a client id.
-    """
-    if not settings.enforce_consent:
-        return
-    try:
-        current = await store.read(rtype, rid)
-    except (NotFound, Gone):
-        return
-    gate = ConsentGate(store, principal, interaction="update")
-    try:
-        decision = (await gate.decide([current]))[0]
-    finally:
-        await gate.flush()
-    if not decision.permitted:
-        raise NotFound(f"{rtype}/{rid} is not known")
-
-
 async def _search(
     request: Request,
-    store: Store,
+    data: DataPath,
     settings: Settings,
-    principal: Principal,
     rtype: str,
     items: list[tuple[str, str]],
 ) -> Response:
-    lenient = _prefer(request).get("handling") == "lenient"
-    original = list(items)
-
-    def parse(pairs: list[tuple[str, str]]) -> SearchRequest:
-        return store.parse(
-            rtype,
-            pairs,
-            lenient=lenient,
-            default_count=settings.default_page_size,
-            max_count=settings.max_page_size,
-        )
-
-    links_from = parse(original)  # validates everything and keeps the caller's own terms
-    gate: ConsentGate | None = None
-    if settings.enforce_consent:
-        gate = ConsentGate(store, principal, interaction="search-type")
-        query = parse(await resolve_guarded_joins(store, principal, rtype, original))
-    else:
-        query = links_from
-    result = await store.search(query, visibility=gate)
-    if gate is not None:
-        gate.disclose(result.matches + result.included)
-        await gate.flush()
-    params = [(k, v) for k, v in links_from.link_params if k != "_count"]
+    page = await data.search(
+        rtype,
+        list(items),
+        lenient=_prefer(request).get("handling") == "lenient",
+        default_count=settings.default_page_size,
+        max_count=settings.max_page_size,
+    )
+    query, result = page.query, page.result
+    params = [(k, v) for k, v in page.request.link_params if k != "_count"]
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if result.total is not None:
         bundle["total"] = result.total
@@ -562,9 +464,8 @@ def _history_entry(settings: Settings, entry: HistoryEntry) -> dict[str, Any]:
 
 async def _history(
     request: Request,
-    store: Store,
+    data: DataPath,
     settings: Settings,
-    principal: Principal,
     rtype: str | None,
     rid: str | None,
 ) -> Response:
@@ -580,20 +481,14 @@ async def _history(
             since = date_range(params["_since"])[0]
         except ValueError as exc:
             raise BadRequest("_since needs a FHIR instant", expression="_since") from exc
-    if rtype in (None, "AuditEvent"):
-        if rtype == "AuditEvent":
-            raise MethodNotAllowed("the audit trail has no history: each event is written once")
+    if rtype == "AuditEvent":
+        raise MethodNotAllowed("the audit trail has no history: each event is written once")
     unknown = set(params) - {"_count", "_offset", "_since", "_format", "_pretty"}
     if unknown and _prefer(request).get("handling") != "lenient":
         raise BadRequest(
             f"unknown history parameter {sorted(unknown)[0]}", expression=sorted(unknown)[0]
         )
-    if settings.enforce_consent:
-        entries, total = await _visible_history(
-            store, principal, rtype, rid, since=since, count=count, offset=offset
-        )
-    else:
-        entries, total = await store.history(rtype, rid, since=since, count=count, offset=offset)
+    entries, total = await data.history(rtype, rid, since=since, count=count, offset=offset)
     path = "/".join(p for p in (rtype, rid, "_history") if p)
     link_params = [("_since", params["_since"])] if since else []
     bundle: dict[str, Any] = {
@@ -617,54 +512,12 @@ def _int_param(raw: str | None, default: int, name: str) -> int:
     return int(raw)
 
 
-_HISTORY_LIMIT = 100_000
-
-
-async def _visible_history(
-    store: Store,
-    principal: Principal,
-    rtype: str | None,
-    rid: str | None,
-    *,
-    since: Any,
-    count: int,
-    offset: int,
-) -> tuple[list[HistoryEntry], int]:
-    """History with every version decided on; a deletion shows where its resource did."""
-    interaction = "history-instance" if rid else "history-type"
-    gate = ConsentGate(store, principal, interaction=interaction)
-    everything, _ = await store.history(rtype, rid, since=since, count=_HISTORY_LIMIT)
-    versions = [e for e in everything if e.resource is not None]
-    decisions = await gate.decide([e.resource for e in versions if e.resource is not None])
-    seen: set[str] = set()
-    shown: dict[tuple[str, str, int], dict[str, Any]] = {}
-    for entry, decision in zip(versions, decisions, strict=True):
-        if decision.resource is not None:
-            seen.add(f"{entry.resource_type}/{entry.id}")
-            shown[(entry.resource_type, entry.id, entry.version)] = dict(decision.resource)
-    visible: list[HistoryEntry] = []
-    for entry in everything:
-        key = (entry.resource_type, entry.id, entry.version)
-        if entry.resource is None and f"{entry.resource_type}/{entry.id}" in seen:
-            visible.append(entry)
-        elif key in shown:
-            entry.resource = shown[key]
-            visible.append(entry)
-    if rid is not None and not visible:
-        await gate.flush()
-        raise NotFound(f"{rtype}/{rid} is not known")
-    page = visible[offset : offset + count]
-    gate.disclose([e.resource for e in page if e.resource is not None])
-    await gate.flush()
-    return page, len(visible)
-
-
 @router.get("/Patient/{resource_id}/$everything")
 async def patient_everything(
     resource_id: str,
     request: Request,
     principal: PrincipalDep,
-    store: StoreDep,
+    data: DataDep,
     settings: SettingsDep,
 ) -> Response:
     """The patient and every resource that refers to it, as far as the caller may see."""
@@ -676,31 +529,13 @@ async def patient_everything(
         settings.max_page_size,
     )
     offset = _int_param(params.get("_offset"), 0, "_offset")
-    patient = await store.read("Patient", resource_id)
-    gate = (
-        ConsentGate(store, principal, interaction="operation") if settings.enforce_consent else None
-    )
-    try:
-        if gate is not None:
-            patient = await gate.check(patient)
-        related = await store.referring_to("Patient", resource_id)
-        if gate is not None:
-            related = await gate.includes(related, [patient])
-        everything = [patient, *related]
-        page = everything[offset : offset + count]
-        if gate is not None:
-            gate.disclose(page)
-    finally:
-        if gate is not None:
-            await gate.flush()
+    page, total = await data.everything(resource_id, count=count, offset=offset)
     path = f"Patient/{resource_id}/$everything"
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": len(everything),
-        "link": _paging_links(
-            settings, path, [], count, offset, offset + count < len(everything), len(everything)
-        ),
+        "total": total,
+        "link": _paging_links(settings, path, [], count, offset, offset + count < total, total),
     }
     if page:
         bundle["entry"] = [

@@ -15,9 +15,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from consent import stamp_author
-from gateway.errors import Gone, NotFound
-from gateway.store.repository import Writer
+from consent import is_addressed_to
+from gateway.data import GuardedWriter
 from mappings import SourceDocument
 from mappings.gp_statement import complete_request_task
 
@@ -36,20 +35,14 @@ def token_criteria(name: str, system: str, value: str) -> str:
     return f"{name}=" + quote(f"{system}|{escaped}", safe="")
 
 
-async def read_or_none(writer: Writer, rtype: str, rid: str) -> dict[str, Any] | None:
-    try:
-        return await writer.store.read(rtype, rid, conn=writer.conn)
-    except (NotFound, Gone):
-        return None
+async def read_or_none(writer: GuardedWriter, rtype: str, rid: str) -> dict[str, Any] | None:
+    """The current version if the sender may see it (the pipeline reads as its sender)."""
+    return await writer.read(rtype, rid)
 
 
-async def read_all(writer: Writer, rtype: str, criteria: str) -> list[dict[str, Any]]:
-    out = []
-    for rid in await writer.search_ids(rtype, criteria, limit=10_000):
-        found = await read_or_none(writer, rtype, rid)
-        if found is not None:
-            out.append(found)
-    return out
+async def read_all(writer: GuardedWriter, rtype: str, criteria: str) -> list[dict[str, Any]]:
+    """What matches ``criteria`` among the resources the sender may see."""
+    return await writer.find(rtype, criteria, limit=10_000)
 
 
 def _entries(bundle: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
@@ -68,22 +61,37 @@ def _written(response: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
 # --- statement ↔ request ------------------------------------------------------------------
 
 
+def addressed_to(resource: dict[str, Any], writer: GuardedWriter) -> bool:
+    """Whether ``resource`` (a request) is addressed to the writer's participant."""
+    return is_addressed_to(resource, writer.requester.participant, writer.requester.organization)
+
+
 async def link_statement_to_request(
-    writer: Writer, bundle: dict[str, Any], answers: tuple[str, str]
+    writer: GuardedWriter, bundle: dict[str, Any], answers: tuple[str, str]
 ) -> str | None:
-    """Point the statement's ``basedOn`` at the stored request; its id (None: not stored)."""
-    found = await writer.search_ids("ServiceRequest", token_criteria("identifier", *answers))
+    """Point the statement's ``basedOn`` at the stored request; its id (None: not stored).
+
+    A statement answers only a request addressed to its sender: a request the sender may not
+    see, or one addressed to another clinic, is no request (nothing is linked or completed,
+    and nothing about it is revealed).
+    """
+    found = [
+        r
+        for r in await writer.find("ServiceRequest", token_criteria("identifier", *answers))
+        if addressed_to(r, writer)
+    ]
     if len(found) != 1:
         return None
+    request = found[0]
     for entry in _entries(bundle, "QuestionnaireResponse"):
         for based_on in entry["resource"].get("basedOn", []):
             if based_on.get("identifier") == {"system": answers[0], "value": answers[1]}:
-                based_on["reference"] = f"ServiceRequest/{found[0]}"
-    return found[0]
+                based_on["reference"] = f"ServiceRequest/{request['id']}"
+    return str(request["id"])
 
 
 async def complete_answered_tasks(
-    writer: Writer, request_id: str, response: dict[str, Any], *, now: datetime
+    writer: GuardedWriter, request_id: str, response: dict[str, Any], *, now: datetime
 ) -> None:
     """The request's Tasks: ``completed``, output → the statement just stored."""
     statements = _written(response, "QuestionnaireResponse")
@@ -94,12 +102,13 @@ async def complete_answered_tasks(
         outputs = [o.get("valueReference", {}).get("reference") for o in task.get("output", [])]
         if task.get("status") == "completed" and reference in outputs:
             continue
-        # The Task stays the request's: its author (meta.source) is kept.
-        await writer.put(complete_request_task(task, reference, now=now))
+        # The Task stays the request's: its author (meta.source) is kept; the statement's
+        # sender may complete it because it is addressed to it (a gateway-defined step).
+        await writer.put(complete_request_task(task, reference, now=now), transition=True)
 
 
 async def answering_statement(
-    writer: Writer, bundle: dict[str, Any], source: SourceDocument, *, now: datetime
+    writer: GuardedWriter, bundle: dict[str, Any], source: SourceDocument, *, now: datetime
 ) -> dict[str, Any] | None:
     """A request whose statement is stored already: its Task goes in ``completed``.
 
@@ -127,11 +136,14 @@ async def answering_statement(
     if cpr is None:
         return None
     criteria = token_criteria("identifier", CPR_SYSTEM, cpr)
-    found = await writer.search_ids("Patient", criteria, limit=1)
-    if not found:
+    patient = await writer.match("Patient", criteria, "Patient")
+    if patient is None:
         return None
     wanted = {"system": REQUEST_ID_SYSTEM, "value": source.value}
-    for statement in await read_all(writer, "QuestionnaireResponse", f"subject=Patient/{found[0]}"):
+    # Only a statement addressed to the requester can answer its request; one from the
+    # health side reaches the job centre on this legal basis even before it is linked.
+    statements = await writer.addressed("QuestionnaireResponse", f"subject=Patient/{patient.id}")
+    for statement in statements:
         if statement.get("status") != "completed":
             continue
         if any(b.get("identifier") == wanted for b in statement.get("basedOn", [])):
@@ -142,7 +154,9 @@ async def answering_statement(
     return None
 
 
-async def link_back(writer: Writer, statement: dict[str, Any], response: dict[str, Any]) -> None:
+async def link_back(
+    writer: GuardedWriter, statement: dict[str, Any], response: dict[str, Any]
+) -> None:
     """The earlier statement's ``basedOn`` now names the request just stored."""
     requests = _written(response, "ServiceRequest")
     if not requests:
@@ -151,7 +165,8 @@ async def link_back(writer: Writer, statement: dict[str, Any], response: dict[st
     for based_on in linked.get("basedOn", []):
         if based_on.get("identifier", {}).get("system") == REQUEST_ID_SYSTEM:
             based_on["reference"] = f"ServiceRequest/{requests[0]['id']}"
-    await writer.put(linked)
+    # The statement stays its sender's; its addressee links it to its own request.
+    await writer.put(linked, transition=True)
 
 
 # --- newer versions -----------------------------------------------------------------------
@@ -202,7 +217,7 @@ _SWEPT = (*sorted(RETRACTABLE), "Condition", "DocumentReference")
 
 
 async def retract_missing(
-    writer: Writer, source: SourceDocument, response: dict[str, Any], author: str
+    writer: GuardedWriter, source: SourceDocument, response: dict[str, Any], author: str
 ) -> None:
     """Mark what earlier versions of the document made and this one no longer holds."""
     kept = {
@@ -217,7 +232,7 @@ async def retract_missing(
                 continue
             marked = _retracted(resource)
             if marked is not None:
-                await writer.put(stamp_author(marked, author))
+                await writer.put(marked)
 
 
 # --- shared parties ------------------------------------------------------------------------
@@ -243,7 +258,7 @@ def _kind(resource: dict[str, Any]) -> str | None:
     )
 
 
-async def disambiguate_organizations(writer: Writer, bundle: dict[str, Any]) -> None:
+async def disambiguate_organizations(writer: GuardedWriter, bundle: dict[str, Any]) -> None:
     """Make each shared Organization's conditional create match one stored Organization.
 
     The adapters match an organisation by its strongest identifier, and a municipality code
@@ -256,7 +271,7 @@ async def disambiguate_organizations(writer: Writer, bundle: dict[str, Any]) -> 
         criteria = request.get("ifNoneExist")
         if request.get("method") != "POST" or not criteria:
             continue
-        candidates = await writer.search_ids("Organization", criteria, limit=50)
+        candidates = await writer.visible_ids("Organization", criteria, limit=50)
         if len(candidates) < 2:
             continue
         resource = entry["resource"]
@@ -264,7 +279,7 @@ async def disambiguate_organizations(writer: Writer, bundle: dict[str, Any]) -> 
         for ident in resource.get("identifier", []):
             if ident.get("system") not in UNIQUE_ORGANIZATION_SYSTEMS:
                 continue
-            found = await writer.search_ids(
+            found = await writer.visible_ids(
                 "Organization", token_criteria("identifier", ident["system"], ident["value"])
             )
             if len(found) == 1 and found[0] in candidates:

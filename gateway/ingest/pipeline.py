@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from consent import ADDRESSEE_SYSTEM, stamp_author
+from consent import (
+    ADDRESSEE_SYSTEM,
+    EMPLOYER_REQUESTED_STATEMENT,
+    LEGAL_BASIS_SYSTEM,
+    REQUESTED_STATEMENT,
+    stamp_author,
+)
+from gateway.auth.principal import Principal
+from gateway.data import DataPath, GuardedWriter, principal_for, run_transaction_in
 from gateway.errors import (
     BadRequest,
     Conflict,
@@ -41,10 +49,9 @@ from gateway.ingest.linking import (
     token_criteria,
 )
 from gateway.ingest.sender import SENDER_XPATH, DocumentSender, document_sender, registered_sender
-from gateway.participants.directory import ParticipantDirectory
+from gateway.participants.directory import Participant, ParticipantDirectory
 from gateway.participants.identifiers import CVR, EAN, MUNICIPALITY, SOR, YDER
-from gateway.store.bundles import run_transaction_in
-from gateway.store.repository import Store, Writer, WriteResult
+from gateway.store.repository import Store, WriteResult
 from mappings import (
     MAX_DOCUMENT_BYTES,
     MappingError,
@@ -158,25 +165,6 @@ def validate_bundle(bundle: dict[str, Any]) -> list[Issue]:
 # --- the store side ----------------------------------------------------------------------
 
 
-class _RecordingWriter(Writer):
-    """A Writer that remembers what each write did (created / new version / unchanged)."""
-
-    def __init__(self, writer: Writer) -> None:
-        super().__init__(writer.conn, writer.store)
-        self.results: list[WriteResult] = []
-
-    async def put(
-        self,
-        resource: dict[str, Any],
-        *,
-        if_match: str | None = None,
-        must_exist: bool = False,
-    ) -> WriteResult:
-        result = await super().put(resource, if_match=if_match, must_exist=must_exist)
-        self.results.append(result)
-        return result
-
-
 def _as_utc(value: datetime | date | str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
@@ -185,12 +173,12 @@ def _as_utc(value: datetime | date | str) -> datetime:
     return datetime(value.year, value.month, value.day, tzinfo=UTC)
 
 
-async def _provenance_of(writer: Writer, document_id: str) -> dict[str, Any] | None:
+async def _provenance_of(writer: GuardedWriter, document_id: str) -> dict[str, Any] | None:
     found = await read_all(writer, "Provenance", f"entity=DocumentReference/{document_id}")
     return found[0] if found else None
 
 
-async def _unchanged_response(writer: Writer, document: dict[str, Any]) -> dict[str, Any]:
+async def _unchanged_response(writer: GuardedWriter, document: dict[str, Any]) -> dict[str, Any]:
     """What the stored document produced, as a transaction-response (nothing was written)."""
     resources = [document]
     provenance = await _provenance_of(writer, document["id"])
@@ -201,6 +189,8 @@ async def _unchanged_response(writer: Writer, document: dict[str, Any]) -> dict[
             found = await read_or_none(writer, rtype, rid)
             if found is not None:
                 resources.append(found)
+    for resource in resources:  # returned to the sender: disclosures like any read
+        writer.disclose(resource)
     return {
         "resourceType": "Bundle",
         "type": "transaction-response",
@@ -219,7 +209,7 @@ async def _unchanged_response(writer: Writer, document: dict[str, Any]) -> dict[
     }
 
 
-async def _stored_versions(writer: Writer, source: SourceDocument) -> list[dict[str, Any]]:
+async def _stored_versions(writer: GuardedWriter, source: SourceDocument) -> list[dict[str, Any]]:
     """The stored originals of earlier versions of this document (same business identifier)."""
     documents = await read_all(
         writer, "DocumentReference", token_criteria("identifier", source.system, source.value)
@@ -227,7 +217,7 @@ async def _stored_versions(writer: Writer, source: SourceDocument) -> list[dict[
     return [d for d in documents if d.get("masterIdentifier", {}).get("value") != source.sha256]
 
 
-async def _newest_issued(writer: Writer, documents: list[dict[str, Any]]) -> datetime | None:
+async def _newest_issued(writer: GuardedWriter, documents: list[dict[str, Any]]) -> datetime | None:
     newest: datetime | None = None
     for document in documents:
         provenance = await _provenance_of(writer, document["id"])
@@ -238,12 +228,12 @@ async def _newest_issued(writer: Writer, documents: list[dict[str, Any]]) -> dat
     return newest
 
 
-def _stamp(bundle: dict[str, Any], author: str) -> dict[str, Any]:
+def _stamp(bundle: dict[str, Any], author: str, kind: str | None) -> dict[str, Any]:
     entries = []
     for entry in bundle.get("entry", []):
         resource = entry.get("resource")
         if isinstance(resource, dict):
-            entry = {**entry, "resource": stamp_author(resource, author)}
+            entry = {**entry, "resource": stamp_author(resource, author, kind=kind)}
         entries.append(entry)
     return {**bundle, "entry": entries}
 
@@ -286,17 +276,47 @@ async def _address(
         addressee = municipal[0] if len(municipal) == 1 else None
     if addressee is None:
         return bundle
-    tag = {"system": ADDRESSEE_SYSTEM, "code": addressee.name}
+    added = [{"system": ADDRESSEE_SYSTEM, "code": addressee.name}]
+    basis = _legal_basis(bundle, addressee.kind)
+    if basis is not None:
+        added.append({"system": LEGAL_BASIS_SYSTEM, "code": basis})
+    replaced = {t["system"] for t in added}
     entries = []
     for entry in bundle.get("entry", []):
         resource = entry.get("resource")
         if isinstance(resource, dict) and resource.get("resourceType") not in _SHARED:
             meta = dict(resource.get("meta") or {})
-            tags = [t for t in meta.get("tag", []) if t.get("system") != ADDRESSEE_SYSTEM]
-            meta["tag"] = [*tags, tag]
+            tags = [t for t in meta.get("tag", []) if t.get("system") not in replaced]
+            meta["tag"] = [*tags, *added]
             entry = {**entry, "resource": {**resource, "meta": meta}}
         entries.append(entry)
     return {**bundle, "entry": entries}
+
+
+# The statements a job centre orders from the GP (the citizen signs the request form): they
+# reach the job centre on that legal basis; the employer asks for the Mulighedserklæring.
+_JOBCENTRE_FORMS = frozenset({"LAE285", "LAE125", "LAE265"})
+_EMPLOYER_FORMS = frozenset({"MULIGHED"})
+
+
+def _form_codes(bundle: dict[str, Any]) -> set[str]:
+    codes = set()
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource") or {}
+        if resource.get("resourceType") == "QuestionnaireResponse":
+            url = str(resource.get("questionnaire", "")).split("|")[0].rsplit("/", 1)[-1]
+            codes.add("".join(c for c in url.upper() if c.isalnum()))
+    return codes
+
+
+def _legal_basis(bundle: dict[str, Any], addressee_kind: str) -> str | None:
+    """The legal basis on which a medical statement reaches its employment-side addressee."""
+    forms = _form_codes(bundle)
+    if addressee_kind == "jobcentre" and forms & _JOBCENTRE_FORMS:
+        return REQUESTED_STATEMENT
+    if addressee_kind == "employer" and forms & _EMPLOYER_FORMS:
+        return EMPLOYER_REQUESTED_STATEMENT
+    return None
 
 
 def _counts(results: list[WriteResult]) -> Counts:
@@ -313,8 +333,9 @@ def _counts(results: list[WriteResult]) -> Counts:
 
 async def _check_sender(
     store: Store, mapped: MappingResult, sender_participant: str | None
-) -> tuple[str, list[Issue]]:
-    """The participant to stamp as author, and warnings; ``Forbidden`` on a mismatch."""
+) -> tuple[Participant | None, list[Issue]]:
+    """The participant to stamp as author (None: unregistered), and warnings; ``Forbidden``
+    on a mismatch."""
     directory = ParticipantDirectory(store.database)
     sender: DocumentSender = document_sender(mapped.bundle)
     where = SENDER_XPATH.get(mapped.format, "/*")
@@ -324,11 +345,11 @@ async def _check_sender(
             raise Forbidden(
                 "the authenticated participant is not the document's sender", expression=where
             )
-        return participant.name, []
+        return participant, []
     found = await registered_sender(directory, sender)
     if found is not None:
-        return found.name, []
-    return UNREGISTERED_AUTHOR, [
+        return found, []
+    return None, [
         Issue(
             "informational",
             "the document's sender is not a registered participant; stored as an operator import",
@@ -347,6 +368,7 @@ async def ingest(
     now: datetime,
     max_bytes: int = MAX_DOCUMENT_BYTES,
     authorize: Callable[[set[str]], None] | None = None,
+    principal: Principal | None = None,
 ) -> IngestResult:
     """Store one source document; see the module docstring for the steps.
 
@@ -366,8 +388,15 @@ async def ingest(
         max_bytes=max_bytes,
         authorize=authorize,
     )
-    async with store.write("ingest") as plain:
-        return await store_prepared(plain, prepared, now=now)
+    # The document is stored as its sender would store it (the operator's import of a
+    # registered sender's file too); only an unregistered sender's file is the operator's own.
+    data = (
+        DataPath.for_operator(store)
+        if prepared.sender is None
+        else DataPath(store, principal or principal_for(prepared.sender))
+    )
+    async with data.write("ingest", link_identities=True, interaction="create") as writer:
+        return await store_prepared(writer, prepared, now=now)
 
 
 @dataclass(slots=True)
@@ -378,6 +407,8 @@ class Prepared:
     bundle: dict[str, Any]
     author: str
     warnings: list[Issue]
+    # The registered sender (None: an unregistered sender of an operator import).
+    sender: Participant | None = None
 
 
 async def prepare(
@@ -396,15 +427,20 @@ async def prepare(
         authorize({e["resource"]["resourceType"] for e in mapped.bundle.get("entry", [])})
     warnings = [_issue(i) for i in mapped.warnings]
     warnings += validate_bundle(mapped.bundle)
-    author, sender_warnings = await _check_sender(store, mapped, sender_participant)
+    sender, sender_warnings = await _check_sender(store, mapped, sender_participant)
     warnings += sender_warnings
-    bundle = _stamp(mapped.bundle, author)
+    author = sender.name if sender is not None else UNREGISTERED_AUTHOR
+    bundle = _stamp(mapped.bundle, author, sender.kind if sender is not None else None)
     bundle = await _address(store, bundle, mapped.receiver, mapped.receiver_kind)
-    return Prepared(mapped, bundle, author, warnings)
+    return Prepared(mapped, bundle, author, warnings, sender)
 
 
-async def store_prepared(plain: Writer, prepared: Prepared, *, now: datetime) -> IngestResult:
-    """Store a prepared document inside the caller's open transaction (``Store.write()``).
+async def store_prepared(
+    writer: GuardedWriter, prepared: Prepared, *, now: datetime
+) -> IngestResult:
+    """Store a prepared document inside the caller's open guarded transaction
+    (``DataPath.write(link_identities=True)``): every row it reads on the way passes the
+    consent gate, and every row it changes the write policy.
 
     Messaging calls this so that the document commits together with its message record.
     """
@@ -415,12 +451,12 @@ async def store_prepared(plain: Writer, prepared: Prepared, *, now: datetime) ->
         prepared.warnings,
     )
     source = mapped.source
-    writer = _RecordingWriter(plain)
-    same = await writer.search_ids(
-        "DocumentReference", token_criteria("identifier", SHA256_SYSTEM, source.sha256), limit=1
+    writer.results.clear()
+    same = await writer.find(
+        "DocumentReference", token_criteria("identifier", SHA256_SYSTEM, source.sha256)
     )
     if same:
-        stored = await writer.store.read("DocumentReference", same[0], conn=writer.conn)
+        stored = same[0]
         response = await _unchanged_response(writer, stored)
         counts = Counts(unchanged=len(response["entry"]))
         return IngestResult("unchanged", mapped.format, source, response, warnings, counts, author)

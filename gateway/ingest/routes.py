@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.api.responses import fhir_response
-from gateway.deps import PrincipalDep, SettingsDep, StoreDep
+from gateway.deps import DataDep, PrincipalDep, SettingsDep
 from gateway.errors import Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
 from gateway.ingest.pipeline import ingest
 from mappings import FORMATS, MAX_DOCUMENT_BYTES
@@ -24,7 +24,7 @@ async def ingest_document(
     format: str,
     request: Request,
     principal: PrincipalDep,
-    store: StoreDep,
+    data: DataDep,
     settings: SettingsDep,
 ) -> Response:
     """Map, validate and store one document; the caller must be the document's sender.
@@ -54,10 +54,11 @@ async def ingest_document(
             raise Forbidden(f"the access token has no scope to write {', '.join(missing)}")
 
     result = await ingest(
-        store,
+        data.store,
         body,
         format=None if format == AUTO else format,
         sender_participant=principal.participant,
+        principal=principal,
         now=datetime.now(UTC),
         max_bytes=limit,
         authorize=authorize,

@@ -38,6 +38,7 @@ from gateway.auth.keys import (
     read_private_key,
     write_private_key,
 )
+from gateway.data import rewrite_references
 from gateway.errors import GatewayError
 from gateway.messaging import acks, envelope, message, records
 from gateway.messaging.keys import keys_by_kid
@@ -149,7 +150,7 @@ def content_of_bundle(bundle: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(full_url, str) and isinstance(resource.get("id"), str):
             targets[full_url] = f"{resource['resourceType']}/{resource['id']}"
         resources.append(resource)
-    return [message.rewrite_references(r, targets) for r in resources]
+    return [rewrite_references(r, targets) for r in resources]
 
 
 def event_of_content(content: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]] | None:

@@ -27,10 +27,15 @@ from typing import Any
 
 from sqlalchemy import text
 
-from consent import ADDRESSEE_SYSTEM
-from consent._codes import DIRECTORY_TYPES
-from gateway.api.guard import prepare_write
+from consent import (
+    ADDRESSEE_SYSTEM,
+    DIRECTORY_TYPES,
+    LEGAL_BASIS_SYSTEM,
+    ROUND_TABLE_INVITATION,
+    strip_gateway_tags,
+)
 from gateway.auth.principal import Principal
+from gateway.data import DataPath, rewrite_references, run_transaction_in
 from gateway.errors import (
     BadRequest,
     Forbidden,
@@ -45,20 +50,19 @@ from gateway.messaging.envelope import MEDIA_TYPE, WrongSigner, open_envelope, v
 from gateway.messaging.keys import gateway_encryption_keys, signing_keys
 from gateway.messaging.message import (
     ACKNOWLEDGEMENT,
+    MEETING_INVITATION,
     MessageInvalid,
     ParsedMessage,
     Party,
     normalised_identifiers,
     parse_message,
     resolver,
-    rewrite_references,
 )
 from gateway.participants.directory import Participant, ParticipantDirectory
 from gateway.participants.identifiers import UNIQUE_SYSTEMS
 from gateway.search.dates import utc_now
 from gateway.settings import Settings
-from gateway.store.bundles import run_transaction_in
-from gateway.store.repository import Store, Writer
+from gateway.store.repository import Store
 from mappings import MAX_DOCUMENT_BYTES
 from mappings._codes import DIAGNOSIS_SYSTEMS
 
@@ -279,6 +283,13 @@ class Inbound:
             pipeline.validate_bundle(parsed.bundle)
             content = list(_content(parsed.bundle))
             self._authorize({r["resourceType"] for r in content})
+        for resource in content:
+            if resource.get("resourceType") in ("Consent", "AuditEvent"):
+                raise MessageInvalid(
+                    "a Consent is recorded at /fhir/Consent and AuditEvents by the gateway; "
+                    "neither travels in a message",
+                    expression=f"Bundle.entry.resource.ofType({resource.get('resourceType')})",
+                )
         if any(p.kind == "employer" for p, _ in receivers):
             _refuse_diagnoses(content)
         key = str(uuid.uuid4())
@@ -293,9 +304,18 @@ class Inbound:
         # transaction must never wait for a second pool connection (under load they all
         # would, and the pool would stall).
         transaction = (
-            None if prepared is not None else await self._transaction(parsed.bundle, primary)
+            None
+            if prepared is not None
+            else await self._transaction(
+                parsed.bundle,
+                primary,
+                # A job centre's round-table invitation reaches every invitee, the employer
+                # too, on that legal basis (the Appointment; the rest under consent).
+                invitation=parsed.event == MEETING_INVITATION and client.kind == "jobcentre",
+            )
         )
-        async with self.store.write("message") as writer:
+        data = DataPath(self.store, self.principal, enforce=self.settings.enforce_consent)
+        async with data.write("message", link_identities=True, interaction="create") as writer:
             await self._lock(writer, client.name, parsed.header_id)
             seen = await records.find_message(writer.conn, client.name, parsed.header_id)
             if seen is not None:  # a concurrent copy committed first
@@ -365,7 +385,7 @@ class Inbound:
         if missing:
             raise Forbidden(f"the access token has no scope to write {', '.join(missing)}")
 
-    async def _lock(self, writer: Writer, sender: str, header_id: str) -> None:
+    async def _lock(self, writer: records.Transaction, sender: str, header_id: str) -> None:
         """Serialise two copies of one message on PostgreSQL (SQLite has one writer)."""
         if self.store.database.is_sqlite:
             return
@@ -375,7 +395,9 @@ class Inbound:
             {"key": int.from_bytes(digest.digest(), "big", signed=True)},
         )
 
-    async def _transaction(self, bundle: dict[str, Any], primary: Participant) -> dict[str, Any]:
+    async def _transaction(
+        self, bundle: dict[str, Any], primary: Participant, *, invitation: bool = False
+    ) -> dict[str, Any]:
         """The message's content as a transaction Bundle.
 
         Organizations of registered participants become references to their Organization;
@@ -404,14 +426,17 @@ class Inbound:
         out = []
         for urn, resource in entries:
             rtype = str(resource["resourceType"])
-            body = rewrite_references(_fresh(resource), targets)
+            # No forged author, author kind or legal basis: the gateway stamps its own.
+            body = strip_gateway_tags(rewrite_references(_fresh(resource), targets))
             request: dict[str, Any] = {"method": "POST", "url": rtype}
             if rtype in _SHARED:
                 ident = _first_identifier(body)
                 if ident is not None:
                     request["ifNoneExist"] = f"identifier={ident['system']}|{ident['value']}"
             else:
-                body = _tag(prepare_write(self.principal, body), primary.name)
+                body = _tag(body, primary.name)
+                if invitation and rtype == "Appointment":
+                    body = _with_legal_basis(body, ROUND_TABLE_INVITATION)
             out.append({"fullUrl": urn, "resource": body, "request": request})
         return {"resourceType": "Bundle", "type": "transaction", "entry": out}
 
@@ -469,6 +494,13 @@ def _first_identifier(resource: dict[str, Any]) -> dict[str, str] | None:
         if isinstance(ident, dict) and ident.get("system") and ident.get("value"):
             return {"system": str(ident["system"]), "value": str(ident["value"])}
     return None
+
+
+def _with_legal_basis(resource: dict[str, Any], code: str) -> dict[str, Any]:
+    meta = dict(resource.get("meta") or {})
+    tags = [t for t in meta.get("tag", []) if t.get("system") != LEGAL_BASIS_SYSTEM]
+    meta["tag"] = [*tags, {"system": LEGAL_BASIS_SYSTEM, "code": code}]
+    return {**resource, "meta": meta}
 
 
 def _tag(resource: dict[str, Any], addressee: str) -> dict[str, Any]:

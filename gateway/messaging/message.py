@@ -348,19 +348,6 @@ def parse_message(bundle: Any) -> ParsedMessage:
     )
 
 
-def rewrite_references(node: Any, targets: dict[str, str]) -> Any:
-    """A copy of ``node`` with every ``reference`` found in ``targets`` replaced by its target."""
-    if isinstance(node, dict):
-        out = {k: rewrite_references(v, targets) for k, v in node.items()}
-        ref = out.get("reference")
-        if isinstance(ref, str) and ref in targets:
-            out["reference"] = targets[ref]
-        return out
-    if isinstance(node, list):
-        return [rewrite_references(v, targets) for v in node]
-    return node
-
-
 # --- building ------------------------------------------------------------------------------
 
 

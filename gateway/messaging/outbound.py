@@ -22,9 +22,8 @@ from sqlalchemy import select
 
 from consent._codes import DIRECTORY_TYPES
 from consent._resources import local_reference
-from gateway.access import ConsentGate
-from gateway.auth.principal import Principal
-from gateway.errors import BadRequest, Conflict, Gone, NotFound
+from gateway.data import DataPath, principal_for
+from gateway.errors import BadRequest, Conflict, NotFound
 from gateway.messaging import acks, envelope, records
 from gateway.messaging.keys import encryption_key, gateway_signing_key
 from gateway.messaging.message import ACKNOWLEDGEMENT
@@ -32,7 +31,7 @@ from gateway.messaging.records import MessageRecord
 from gateway.participants.directory import Participant
 from gateway.search.dates import format_instant, utc_now
 from gateway.settings import Settings
-from gateway.store.repository import Store, Writer
+from gateway.store.repository import Store
 from gateway.store.schema import participants
 
 ACK_EVENT = ACKNOWLEDGEMENT
@@ -41,16 +40,6 @@ ACK_TRANSIENT = acks.TRANSIENT
 ACK_FATAL = acks.FATAL
 # Acknowledgements after which the receiver will not answer again for this message.
 FINAL_ACK_CODES = (ACK_OK, ACK_FATAL)
-
-# The purpose of use a receiver of each kind reads a message under (consent/_codes.py).
-DEFAULT_PURPOSE: dict[str, str] = {
-    "hospital": "TREAT",
-    "gp": "medical-statement",
-    "rehab-unit": "rehabilitation-planning",
-    "jobcentre": "sickness-benefit-follow-up",
-    "employer": "round-table-meeting",
-    "citizen-portal": "citizen-access",
-}
 
 # Entries of the original Bundle that travel as they are: the message's Provenance and
 # directory data (not health data; MessageHeader.sender/receiver and Provenance name them).
@@ -71,18 +60,6 @@ class AckInfo:
     acknowledged: str
     code: str
     diagnostics: str
-
-
-def principal_for(receiver: Participant) -> Principal:
-    """The receiver as a reader of the store (what its own token would make it)."""
-    return Principal(
-        participant=receiver.name,
-        kind=receiver.kind,
-        client_id=receiver.name,
-        scopes=frozenset({"system/*.read"}),
-        purpose=DEFAULT_PURPOSE.get(receiver.kind),
-        organization_id=receiver.organization_id,
-    )
 
 
 def message_header(bundle: dict[str, Any]) -> dict[str, Any]:
@@ -163,32 +140,6 @@ def _stored_focus(record: MessageRecord, original_focus: set[str]) -> list[str]:
     return [r for r in record.resources if r.split("/", 1)[0] not in _NOT_FOCUS_TYPES]
 
 
-async def _stored(store: Store, refs: list[str]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    async with store.read_connection() as conn:
-        for ref in refs:
-            rtype, _, rid = ref.partition("/")
-            try:
-                found.append(await store.read(rtype, rid, conn=conn))
-            except (NotFound, Gone):
-                continue  # deleted since: nothing to send
-    return found
-
-
-async def _visible(
-    store: Store, settings: Settings, receiver: Participant, items: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """The stored resources the receiver may see, in order, redacted where consent says so."""
-    if not settings.enforce_consent or not items:
-        return items
-    gate = ConsentGate(store, principal_for(receiver), interaction="operation")
-    decisions = await gate.decide(items)
-    shown = [dict(d.resource) for d in decisions if d.resource is not None]
-    gate.disclose(shown)
-    await gate.flush()
-    return shown
-
-
 async def render_for(
     store: Store, settings: Settings, record: MessageRecord, receiver: Participant
 ) -> dict[str, Any] | None:
@@ -201,7 +152,9 @@ async def render_for(
     original = record.bundle
     header = dict(message_header(original))
     focus = _stored_focus(record, _focus_refs(original, header))
-    stored = await _visible(store, settings, receiver, await _stored(store, record.resources))
+    # The receiver reads its copy through the guarded data path, like any read of its own.
+    data = DataPath(store, principal_for(receiver), enforce=settings.enforce_consent)
+    stored = await data.read_many(record.resources, interaction="operation")
     stored_refs = [f"{r['resourceType']}/{r['id']}" for r in stored]
     visible_focus = [ref for ref in stored_refs if ref in focus]
     if not visible_focus:
@@ -257,7 +210,7 @@ async def seal_for(
 # --- acknowledgements ------------------------------------------------------------------------
 
 
-async def _mode_of(writer: Writer, name: str) -> str:
+async def _mode_of(writer: records.Transaction, name: str) -> str:
     row = (
         await writer.conn.execute(
             select(participants.c.endpoint).where(participants.c.name == name)
@@ -267,7 +220,7 @@ async def _mode_of(writer: Writer, name: str) -> str:
 
 
 async def route_ack(
-    writer: Writer,
+    writer: records.Transaction,
     original: MessageRecord,
     receiver: str,
     ack_bundle: dict[str, Any],

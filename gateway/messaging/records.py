@@ -9,15 +9,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.search.dates import utc_now
-from gateway.store.repository import Writer
 from gateway.store.schema import deliveries, messages
+
+
+class Transaction(Protocol):
+    """An open write transaction (the store's or the guarded one): message records ride on it,
+    so a message commits together with its content."""
+
+    @property
+    def conn(self) -> AsyncConnection: ...
+
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -127,7 +135,7 @@ async def find_by_message_id(conn: AsyncConnection, message_id: str) -> list[Mes
     return [message_from_row(r) for r in rows]
 
 
-async def insert_message(writer: Writer, record: MessageRecord) -> None:
+async def insert_message(writer: Transaction, record: MessageRecord) -> None:
     await writer.conn.execute(
         insert(messages).values(
             key=record.key,
@@ -147,7 +155,7 @@ async def insert_message(writer: Writer, record: MessageRecord) -> None:
 
 
 async def insert_delivery(
-    writer: Writer, message_key: str, receiver: str, *, role: str, mode: str
+    writer: Transaction, message_key: str, receiver: str, *, role: str, mode: str
 ) -> None:
     """A new ``pending`` delivery, due now (idempotent per message and receiver)."""
     now = utc_now()

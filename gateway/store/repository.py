@@ -142,14 +142,19 @@ def _translate_db_error(exc: DBAPIError, operation: str) -> GatewayError:
     return StoreUnavailable(f"store error during {operation}")
 
 
+_UNREAD: Any = object()
+
+
 class Writer:
-    """Write primitives bound to one open transaction."""
+    """Write primitives bound to one open transaction (the unguarded store: callers outside
+    ``gateway.store`` reach it only through ``gateway.data.GuardedWriter``)."""
 
     def __init__(self, conn: AsyncConnection, store: Store) -> None:
         self.conn = conn
         self.store = store
 
-    async def _current(self, rtype: str, rid: str) -> Any:
+    async def current(self, rtype: str, rid: str) -> Any:
+        """The current row (version, deleted, content), locked for this transaction."""
         query = select(resources.c.version, resources.c.deleted, resources.c.content).where(
             resources.c.type == rtype, resources.c.id == rid
         )
@@ -163,10 +168,15 @@ class Writer:
         *,
         if_match: str | None = None,
         must_exist: bool = False,
+        current: Any = _UNREAD,
     ) -> WriteResult:
-        """Write ``resource`` as the next version of its type/id (create if new)."""
+        """Write ``resource`` as the next version of its type/id (create if new).
+
+        ``current``: the row :meth:`current` returned in this transaction, if read already.
+        """
         rtype, rid = resource["resourceType"], resource["id"]
-        current = await self._current(rtype, rid)
+        if current is _UNREAD:
+            current = await self.current(rtype, rid)
         if current is None and must_exist:
             raise NotFound(f"{rtype}/{rid} does not exist")
         if if_match is not None:
@@ -217,7 +227,7 @@ class Writer:
 
     async def delete(self, rtype: str, rid: str) -> int | None:
         """Tombstone the resource; return the tombstone's version (None if nothing to do)."""
-        current = await self._current(rtype, rid)
+        current = await self.current(rtype, rid)
         if current is None or current.deleted:
             return None
         version = current.version + 1

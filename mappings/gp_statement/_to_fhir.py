@@ -136,6 +136,10 @@ def to_fhir_bundle(
         a.spec.diagnosis and is_mental_health_diagnosis(str(a.value)) for a in form.answers
     )
     categories = [MEDICAL_STATEMENT, MENTAL_HEALTH] if mental else [MEDICAL_STATEMENT]
+    if form.form.code == "MULIGHED":
+        # The Mulighedserklæring is written for the employer: all of it is employment-relevant
+        # (and the adapter refuses a diagnosis in it).
+        categories.append(EMPLOYMENT_RELEVANT)
     patient, clinic_or_jobcentre, receiver, doctor_role = _parties(builder, form)
     author = doctor_role or clinic_or_jobcentre
     issued = fhir_date_time(form.issued)

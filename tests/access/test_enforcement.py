@@ -49,6 +49,19 @@ def labels(*codes: str) -> list[dict[str, str]]:
     return [{"system": DATA_CATEGORY_SYSTEM, "code": c} for c in codes]
 
 
+async def open_case(jobcentre: Any, patient: str) -> str:
+    """The job centre's own sickness-benefit case: a consent is recorded only by a holder."""
+    created: str = await jobcentre.created(
+        {
+            "resourceType": "EpisodeOfCare",
+            "meta": {"security": labels("sickness-benefit-case")},
+            "status": "active",
+            "patient": {"reference": f"Patient/{patient}"},
+        }
+    )
+    return created
+
+
 async def test_job_centre_sees_the_plan_only_under_consent(as_: Any) -> None:
     hospital = await as_("auh-ortopaedi", "TREAT")
     rehab = await as_("aarhus-genoptraening", "rehabilitation-planning")
@@ -113,6 +126,7 @@ async def test_job_centre_sees_the_plan_only_under_consent(as_: Any) -> None:
         labels=("rehab-plan", "rehab-progress"),
     )
     permit.pop("id")
+    await open_case(jobcentre, ole)
     recorded = await jobcentre.post("Consent", permit)
     assert recorded.status_code == 201, recorded.text
     consent_id = recorded.json()["id"]
@@ -131,8 +145,9 @@ async def test_job_centre_sees_the_plan_only_under_consent(as_: Any) -> None:
 
     withdrawn = {**recorded.json(), "status": "inactive"}
     assert (await jobcentre.put(f"Consent/{consent_id}", withdrawn)).status_code == 200
-    # The job centre recorded Ole's consent, so Ole himself stays known to it; his plan not.
-    await job_centre_sees_nothing(patient_hidden=False)
+    # Recording Ole's consent (or its own case) does not keep Ole's Patient visible to the
+    # job centre: writing about a citizen never becomes a way to read what others recorded.
+    await job_centre_sees_nothing()
 
     # Who looked: the citizen portal, acting for Ole, lists the AuditEvents about him.
     portal = await as_("borger-portal", "citizen-access", patient=f"Patient/{ole}")
@@ -158,8 +173,10 @@ async def test_job_centre_sees_the_plan_only_under_consent(as_: Any) -> None:
         and any(e["what"]["reference"] == f"Consent/{consent_id}" for e in a["entity"])
     ]
     assert sorted(changes) == [("create", "active"), ("update", "inactive")]
-    # Nobody may write AuditEvents, not even the citizen portal.
-    assert (await portal.post("AuditEvent", audited[0])).status_code == 405
+    # Nobody may write AuditEvents, not even the citizen portal (its token reads only),
+    # and not a participant with write scopes either: the audit trail is append-only.
+    assert (await portal.post("AuditEvent", audited[0])).status_code == 403
+    assert (await jobcentre.post("AuditEvent", audited[0])).status_code == 405
 
 
 async def test_mental_health_stays_hidden_unless_named(as_: Any) -> None:
@@ -194,6 +211,7 @@ async def test_mental_health_stays_hidden_unless_named(as_: Any) -> None:
         labels=("medical-statement",),
     )
     body.pop("id")
+    await open_case(jobcentre, birgitte)
     assert (await jobcentre.post("Consent", body)).status_code == 201
     assert (await jobcentre.get(f"Observation/{statement}")).status_code == 200
     assert (await jobcentre.get(f"Condition/{diagnosis}")).status_code == 404
@@ -237,6 +255,7 @@ async def test_employer_never_sees_a_diagnosis(as_: Any) -> None:
         ),
     )
     body.pop("id")
+    await open_case(jobcentre, patient)
     assert (await jobcentre.post("Consent", body)).status_code == 201
     seen = await employer.get(f"Observation/{hours}")
     assert seen.status_code == 200

@@ -141,7 +141,19 @@ async def test_birgitte_mental_health_diagnosis_needs_a_consent_that_names_it(
     assert mental, "the LÆ 125 sample carries a chapter F diagnosis"
     jobcentre = await as_("jobcenter-roskilde", "sickness-benefit-follow-up")
     rehab = await as_("roskilde-traening", "rehabilitation-planning")
-    # The job centre asked for the statement: it is addressed to it.
+    # The job centre asked for the statement: it reaches the job centre on that legal basis,
+    # but not mental-health data (the LÆ 125's F diagnosis): that needs a consent naming it.
+    assert (await jobcentre.get(f"Condition/{mental[0]}")).status_code == 404
+    named = await jobcentre.post(
+        "Consent",
+        record_consent(
+            birgitte,
+            "jobcenter-roskilde",
+            "sickness-benefit-follow-up",
+            ("medical-statement", "mental-health"),
+        ),
+    )
+    assert named.status_code == 201, named.text
     assert (await jobcentre.get(f"Condition/{mental[0]}")).status_code == 200
     # The rehab unit gets medical statements by consent, but the consent does not name
     # mental-health: the statement's diagnosis stays hidden.

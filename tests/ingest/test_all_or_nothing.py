@@ -45,12 +45,13 @@ def _mutate(raw: bytes, data: st.DataObject) -> bytes:
 
 
 async def _exists(store: Store, location: str) -> bool:
-    rtype, rid, _, version = location.split("/")
+    # Type/id/_history/version; an identity linked without disclosure is Type/id alone.
+    rtype, rid, *rest = location.split("/")
     try:
         stored = await store.read(rtype, rid)
     except GatewayError:
         return False
-    return int(stored["meta"]["versionId"]) >= int(version)
+    return not rest or int(stored["meta"]["versionId"]) >= int(rest[-1])
 
 
 @settings(

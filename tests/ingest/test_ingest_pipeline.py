@@ -133,6 +133,15 @@ async def test_a_statement_answering_a_request_completes_its_task(store: Store, 
     )
     assert task["restriction"]["period"]["end"] == "2026-10-20"
     assert statement["basedOn"][0]["reference"] == f"ServiceRequest/{request['id']}"
+    # The Task stays the job centre's; the GP's step on it is recorded, and grants nothing.
+    assert task["meta"]["source"] == "urn:brobygger:participant:jobcenter-aarhus"
+    writers = [
+        p["agent"][0]["who"]["display"]
+        for p in await _all(store, "Provenance")
+        if any(t["reference"].startswith(f"Task/{task['id']}/") for t in p["target"])
+    ]
+    if order == "request-first":  # else the job centre's own request arrives completed
+        assert "laegerne-soendergade" in writers
     # The Task stays the job centre's (it is the request's), though the GP's statement closed it.
     assert task["meta"]["source"] == "urn:brobygger:participant:jobcenter-aarhus"
 
@@ -164,3 +173,32 @@ async def test_a_broken_document_is_an_outcome_naming_the_element(store: Store) 
         await ingest(store, broken, sender_participant=None, now=NOW)
     assert refused.value.issues[0].expression == "/Sygedagpengesag/Borger/CPR"
     assert await row_counts(store) == (await row_counts(store))
+
+
+async def test_a_statement_answers_only_a_request_addressed_to_its_sender(store: Store) -> None:
+    """Another clinic's LÆ 285 carrying the job centre's AnmodningId completes nothing and
+    learns nothing about the request (addressed to Lægerne Søndergade)."""
+    await ingest(store, sample(REQUEST), sender_participant=None, now=NOW)
+    other = (
+        sample(STATEMENT)
+        .decode()
+        .replace("YDER045612-LAE285-2026-0331", "YDER033001-LAE285-2026-0099")
+        .replace(
+            "<Afsender><Ydernummer>045612</Ydernummer><EAN>5790000987658</EAN>"
+            "<Navn>Lægerne Søndergade</Navn></Afsender>",
+            "<Afsender><Ydernummer>033001</Ydernummer><Navn>Lægehuset Roskilde Bymidte</Navn>"
+            "</Afsender>",
+        )
+    )
+    assert "033001" in other
+    result = await ingest(store, other.encode(), sender_participant="laegehuset-roskilde", now=NOW)
+    (request,) = await _all(store, "ServiceRequest")
+    (task,) = await _all(store, "Task")
+    assert task["status"] == "requested"
+    assert request["id"] not in str(result.response)
+    statement = next(
+        e["resource"]
+        for e in result.response["entry"]
+        if e.get("resource", {}).get("resourceType") == "QuestionnaireResponse"
+    )
+    assert all("reference" not in b for b in statement.get("basedOn", []))

@@ -154,7 +154,8 @@ class World:
 
     def token(self, name: str, purpose: str | None = None) -> str:
         if (name, purpose) not in self.tokens:
-            self.tokens[name, purpose] = self.gateway.token(name, SCOPES, purpose=purpose)
+            scope = "system/*.read" if name in (EMPLOYER, EMPLOYER_ROSKILDE) else SCOPES
+            self.tokens[name, purpose] = self.gateway.token(name, scope, purpose=purpose)
         return self.tokens[name, purpose]
 
     def auth(self, name: str, purpose: str | None = None) -> dict[str, str]:
@@ -752,6 +753,11 @@ def care_communication(topic: str, note: str, when: str, factor: float) -> dict[
 def test_flow3_status_and_final_notes_reach_the_caseworker_with_their_scores(
     world: World,
 ) -> None:
+    # Health data reaches the job centre under Ole's consent (he signed it at the referral).
+    ole = world.ensure_patient(JOBCENTRE, OLE_CPR, "Ole", "Kristensen")
+    world.record_consent(
+        JOBCENTRE, ole, JOBCENTRE, "sickness-benefit-follow-up", labels=("rehab-progress",)
+    )
     # The caseworker's system is down for the first two attempts: retried, received once.
     world.receiving.behaviour[JOBCENTRE] = Behaviour(fail_first=2)
     notes = [
@@ -796,11 +802,13 @@ def test_flow3_status_and_final_notes_reach_the_caseworker_with_their_scores(
         assert len(refs) == 5
         assert {f"{world.gateway.fhir_base}/{ref}" for ref in refs} <= urls
 
-    # Stored and readable by the caseworker through REST as well.
+    # Stored and readable by the caseworker through REST as well (for the purpose Ole's
+    # consent names).
     search = world.fhir(
         "GET",
         JOBCENTRE,
         "Communication",
+        purpose="sickness-benefit-follow-up",
         params={"category": f"{CARE_COMMUNICATION_CATEGORY}|training"},
     )
     assert search.status_code == 200, search.text
@@ -1106,7 +1114,15 @@ def test_the_five_flows_from_the_cli(world: World, tmp_path: Path) -> None:
     assert world.receiving.wait_for(JOBCENTRE, statement_id).event == "medical-statement"
     assert world.fhir("GET", JOBCENTRE, f"Task/{task['id']}").json()["status"] == "completed"
 
-    # 3. The status note: a collection of a Communication and its scores.
+    # 3. The status note: a collection of a Communication and its scores; it reaches the
+    # caseworker under Ole's consent (health data crossing to the employment side).
+    world.record_consent(
+        JOBCENTRE,
+        world.patient_id(JOBCENTRE, OLE_CPR),
+        JOBCENTRE,
+        "sickness-benefit-follow-up",
+        labels=("rehab-progress",),
+    )
     patient = patient_resource(OLE_CPR, "Ole", "Kristensen")
     scores = [
         score_observation(c, f"urn:uuid:{patient['id']}", "2026-11-13T10:00:00+01:00", 1.0)
@@ -1115,6 +1131,7 @@ def test_the_five_flows_from_the_cli(world: World, tmp_path: Path) -> None:
     note = {
         "resourceType": "Communication",
         "id": str(uuid.uuid4()),
+        "meta": {"security": [{"system": DATA_CATEGORY, "code": "rehab-progress"}]},
         "status": "unknown",
         "category": [{"coding": [{"system": CARE_COMMUNICATION_CATEGORY, "code": "training"}]}],
         "subject": {"reference": f"urn:uuid:{patient['id']}"},

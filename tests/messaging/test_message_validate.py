@@ -35,6 +35,7 @@ from tests.messaging.test_flows import (
     HOSPITAL,
     JOBCENTRE,
     MULIGHED,
+    OLE_CPR,
     REHAB,
     REHAB_PLAN,
     SKS_D,
@@ -73,6 +74,12 @@ def test_messages_acknowledgements_and_forwarded_copies_pass_fhir_validate(
     if shutil.which("node") is None:
         _cannot_run("Node.js is not installed")
     shapes: dict[str, dict[str, Any]] = {}
+    # Ole's consent lets the job centre (his case holder) see his progress: the status note
+    # below crosses from the health side to the employment side.
+    ole = live.ensure_patient(JOBCENTRE, OLE_CPR, "Ole", "Kristensen")
+    live.record_consent(
+        JOBCENTRE, ole, JOBCENTRE, "sickness-benefit-follow-up", labels=("rehab-progress",)
+    )
 
     # A message with a Binary focus (the GGOP rehabilitation plan), cc the job centre.
     plan = document_message(

@@ -18,7 +18,7 @@ from joserfc import jwe, jws
 from joserfc.jwk import import_key
 from sqlalchemy import func, select, update
 
-from consent import stamp_author
+from consent import EMPLOYER_REQUESTED_STATEMENT, LEGAL_BASIS_SYSTEM, stamp_author
 from gateway.auth.keys import private_key_path, read_private_key
 from gateway.errors import BadRequest, Issue
 from gateway.messaging import acks, envelope, records
@@ -397,15 +397,30 @@ async def test_withdrawn_consent_withholds_later_renders(env: Env) -> None:
     assert await render_for(env.store, env.settings, record, jobcentre) is None
 
 
+def with_basis(resource: dict[str, Any], code: str) -> dict[str, Any]:
+    """``resource`` with the legal-basis tag the gateway stamps (here: by hand)."""
+    meta = dict(resource["meta"])
+    meta["tag"] = [*meta.get("tag", []), {"system": LEGAL_BASIS_SYSTEM, "code": code}]
+    return {**resource, "meta": meta}
+
+
 async def test_employer_gets_a_copy_without_diagnoses(env: Env) -> None:
+    # Health data reaches an employer only on a legal basis (here the Mulighedserklæring it
+    # requested) or a consent; and never with a diagnosis.
+    basis = EMPLOYER_REQUESTED_STATEMENT
     record = await store_message(
         env,
         sender=HOSPITAL,
         receivers=[(EMPLOYER, "primary")],
         stored=[
             patient(),
-            care_plan(addressees=(EMPLOYER,), labels=("employment-relevant",), with_diagnosis=True),
-            condition(addressees=(EMPLOYER,), labels=("employment-relevant",)),
+            with_basis(
+                care_plan(
+                    addressees=(EMPLOYER,), labels=("employment-relevant",), with_diagnosis=True
+                ),
+                basis,
+            ),
+            with_basis(condition(addressees=(EMPLOYER,), labels=("employment-relevant",)), basis),
         ],
     )
     bundle = await render_for(env.store, env.settings, record, await env.participant(EMPLOYER))

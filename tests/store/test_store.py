@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from gateway.data import DataPath
 from gateway.errors import Gone, NotFound, PreconditionFailed
-from gateway.store.bundles import run_transaction
 from gateway.store.database import Database, head_revision
 from gateway.store.repository import Store
 
@@ -124,19 +124,19 @@ async def test_transaction_resolves_placeholders_and_conditions(store: Store) ->
             "request": {"method": "PUT", "url": "Observation?identifier=urn:test|obs-1"},
         },
     )
-    response = await run_transaction(store, bundle)
+    response = await DataPath.for_operator(store).bundle(bundle)
     assert [e["response"]["status"] for e in response["entry"]] == ["201 Created", "201 Created"]
     patient_id = response["entry"][0]["resource"]["id"]
     observation = response["entry"][1]["resource"]
     assert observation["subject"]["reference"] == f"Patient/{patient_id}"
     # The same transaction again: the patient is matched, the observation found and unchanged.
-    again = await run_transaction(store, bundle)
+    again = await DataPath.for_operator(store).bundle(bundle)
     assert again["entry"][0]["resource"]["id"] == patient_id
     assert again["entry"][1]["resource"]["id"] == observation["id"]
     assert again["entry"][1]["resource"]["meta"]["versionId"] == "1"
     changed = {**bundle, "entry": [bundle["entry"][0], {**bundle["entry"][1]}]}
     changed["entry"][1]["resource"] = {**bundle["entry"][1]["resource"], "status": "amended"}
-    third = await run_transaction(store, changed)
+    third = await DataPath.for_operator(store).bundle(changed)
     assert third["entry"][1]["resource"]["id"] == observation["id"]
     assert third["entry"][1]["resource"]["meta"]["versionId"] == "2"
     assert (await store.search(store.parse("Patient", []))).total == 1
@@ -153,7 +153,7 @@ async def test_transaction_is_all_or_nothing(store: Store) -> None:
         },
     )
     with pytest.raises(PreconditionFailed):
-        await run_transaction(store, bundle)
+        await DataPath.for_operator(store).bundle(bundle)
     result = await store.search(store.parse("Patient", []))
     assert result.total == 1
     assert result.matches[0]["name"][0]["family"] == "Hansen"

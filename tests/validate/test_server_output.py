@@ -276,6 +276,8 @@ def _collect_resources(c: Collector, gateway: LiveGateway) -> dict[str, str]:
     readers: dict[str, str | None] = {}
     # Only municipal departments (and the portal) record consents; the hospital writes the rest.
     jobcentre = gateway.token(JOBCENTRE, purpose=JOBCENTRE_PURPOSE)
+    # A job centre records a consent only for a citizen it holds a record of: its own case.
+    c.create(examples["EpisodeOfCare"], token=jobcentre)
     for rtype in SUPPORTED_TYPES:
         if rtype not in ids and rtype != "AuditEvent":
             readers[rtype] = jobcentre if rtype == "Consent" else None
@@ -291,7 +293,7 @@ def _collect_resources(c: Collector, gateway: LiveGateway) -> dict[str, str]:
     # The reads above were audited; the citizen portal reads its citizen's audit trail.
     portal = gateway.token(
         "borger-portal",
-        scope="system/*.read",
+        scope="patient/*.read",
         purpose="citizen-access",
         patient=f"Patient/{ids['Patient']}",
     )
