@@ -245,12 +245,13 @@ class ConsentGate:
         self.disclose([shown])
         return shown
 
-    async def _has_visible_record(self, patient_id: str) -> bool:
+    async def records_of(self, patient_id: str) -> list[dict[str, Any]]:
+        """Up to 500 current records that refer to the patient (not directory data, not the
+        Patient itself, not audit trails: they mention the patient but are not its records)."""
         query = (
             select(resources.c.content)
             .where(
                 resources.c.deleted == false(),
-                # Audit trails mention the patient but are not records of the patient.
                 resources.c.type.not_in(sorted(DIRECTORY_TYPES | {"Patient", "AuditEvent"})),
                 resources.c.id.in_(
                     select(idx_reference.c.id).where(
@@ -261,18 +262,23 @@ class ConsentGate:
             )
             .limit(500)
         )
-        rows = await self._rows(query)
-        records = [json.loads(r.content) for r in rows]
+        return [json.loads(r.content) for r in await self._rows(query)]
+
+    async def record_decisions(self, patient_id: str) -> list[Decision]:
+        """The caller's decision on each record of the patient (nothing recorded or disclosed)."""
+        records = await self.records_of(patient_id)
         if not records:
-            return False
+            return []
         patient = f"Patient/{patient_id}"
         await self._load_consents([patient])
-        decisions = filter_visible(
+        return filter_visible(
             self.requester, records, {patient: self._consents[patient]}, now=self.now
         )
+
+    async def _has_visible_record(self, patient_id: str) -> bool:
         # What the caller wrote itself never makes the Patient visible: writing a record
         # about a citizen must not become a way to read what others recorded.
-        return any(supports_patient(d) for d in decisions)
+        return any(supports_patient(d) for d in await self.record_decisions(patient_id))
 
     def disclose(self, shown: Iterable[dict[str, Any]]) -> None:
         """Record that these (already decided) resources were returned to the caller."""

@@ -12,14 +12,11 @@ the same code.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
-
-from sqlalchemy import false, select
 
 from consent import author_of, patient_of, strip_gateway_tags, validate_consent
 from gateway.access import ConsentGate, consent_change_event
@@ -39,7 +36,6 @@ from gateway.errors import (
 from gateway.search.query import SearchRequest
 from gateway.store import audit_log
 from gateway.store.repository import HistoryEntry, SearchResult, Store, WriteResult
-from gateway.store.schema import idx_reference, resources
 
 OPERATOR = Principal(participant="operator", kind="operator", client_id="operator")
 
@@ -326,25 +322,8 @@ class DataPath:
         patient = await writer.read("Patient", patient_id)
         if patient is not None and author_of(patient) == self.principal.participant:
             return True
-        query = (
-            select(resources.c.content)
-            .where(
-                resources.c.deleted == false(),
-                resources.c.type.not_in(["Patient", "Consent", "AuditEvent", "Provenance"]),
-                resources.c.id.in_(
-                    select(idx_reference.c.id).where(
-                        idx_reference.c.target_type == "Patient",
-                        idx_reference.c.target_id == patient_id,
-                    )
-                ),
-            )
-            .limit(500)
-        )
-        records = [json.loads(r.content) for r in await writer.conn.execute(query)]
-        if not records:
-            return False
-        decisions = await writer.gate.decide(records, record_denials=False)
-        return any(d.permitted for d in decisions)
+        decisions = await writer.gate.record_decisions(patient_id)
+        return any(d.permitted and d.rule != "directory" for d in decisions)
 
     async def create(
         self, resource: dict[str, Any], *, if_none_exist: str | None = None

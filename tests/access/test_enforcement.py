@@ -8,41 +8,14 @@ leaves AuditEvents the citizen portal can list.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-import pytest
-from fastapi import FastAPI
-
 from consent import ADDRESSEE_SYSTEM, DATA_CATEGORY_SYSTEM
-from gateway.app import create_app
-from gateway.settings import Settings
-from tests.access.access_support import make_login
 from tests.consent.consent_builders import actor_org, consent, provision
 
 CPR = "urn:oid:1.2.208.176.1.2"
 SKS_D = "urn:oid:1.2.208.176.2.4.12"
 SCOPES = "system/*.read system/*.write"
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings.model_copy(update={"demo": True}))
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
-
-
-@pytest.fixture
-def as_(client: httpx.AsyncClient, settings: Settings) -> Any:
-    return make_login(client, settings)
 
 
 def labels(*codes: str) -> list[dict[str, str]]:

@@ -11,7 +11,6 @@ nothing, and leave no trace that differs.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,36 +18,15 @@ import pytest
 from fastapi import FastAPI
 
 from consent import ADDRESSEE_SYSTEM, DATA_CATEGORY_SYSTEM
-from gateway.app import create_app
-from gateway.settings import Settings
 from gateway.store import audit_log
 from gateway.store.repository import Store
-from tests.access.access_support import Api, make_login
+from tests.access.access_support import Api
 
 CPR = "urn:oid:1.2.208.176.1.2"
 SKS_D = "urn:oid:1.2.208.176.2.4.12"
 SOR = "urn:oid:1.2.208.176.1.1"
 OLE_CPR = "0101801234"
 NOBODY_CPR = "0202802345"
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings.model_copy(update={"demo": True}))
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
-
-
-@pytest.fixture
-def as_(client: httpx.AsyncClient, settings: Settings) -> Any:
-    return make_login(client, settings)
 
 
 @pytest.fixture

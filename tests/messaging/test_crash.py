@@ -30,7 +30,8 @@ from tests.messaging.crash_support import (
 pytestmark = pytest.mark.slow
 
 PG_ADMIN_URL = os.environ.get("BROBYGGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-MESSAGES = 1000
+# The suite's short mode; the long mode is ``python -m bench.messaging_crash`` (5,000).
+MESSAGES = 500
 KILLS = 3
 SEED = int(os.environ["BROBYGGER_CRASH_SEED"]) if os.environ.get("BROBYGGER_CRASH_SEED") else None
 
