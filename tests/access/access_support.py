@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
+from gateway.app import create_app
 from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
 from gateway.auth.citizens import cpr_of_patient
 from gateway.auth.keys import private_key_path, read_private_key
@@ -87,21 +92,56 @@ def make_login(client: httpx.AsyncClient, settings: Settings) -> Any:
         *,
         cpr: str | None = None,
     ) -> Api:
-        key = read_private_key(private_key_path(settings.keys_dir, name))
         if patient is not None and cpr is None:
             cpr = await citizen_of(settings, patient)
-        form = {
-            "grant_type": "client_credentials",
-            "client_assertion_type": CLIENT_ASSERTION_TYPE,
-            "client_assertion": make_client_assertion(key, name, settings.token_url, cpr=cpr),
-            "scope": scopes_for(name),
-        }
-        if purpose:
-            form["purpose"] = purpose
-        if patient:
-            form["patient"] = patient
-        response = await client.post("/auth/token", data=form)
+        response = await request_token(
+            client, settings, name, scopes_for(name), purpose, patient=patient, cpr=cpr
+        )
         assert response.status_code == 200, response.text
         return Api(client, response.json()["access_token"])
 
     return login
+
+
+async def request_token(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    name: str,
+    scope: str,
+    purpose: str | None = None,
+    *,
+    patient: str | None = None,
+    cpr: str | None = None,
+) -> httpx.Response:
+    """``POST /auth/token`` with a real signed client assertion of demo participant ``name``."""
+    key = read_private_key(private_key_path(settings.keys_dir, name))
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": CLIENT_ASSERTION_TYPE,
+        "client_assertion": make_client_assertion(key, name, settings.token_url, cpr=cpr),
+        "scope": scope,
+    }
+    if purpose:
+        form["purpose"] = purpose
+    if patient:
+        form["patient"] = patient
+    return await client.post("/auth/token", data=form)
+
+
+@contextmanager
+def running_app(
+    settings: Settings,
+) -> Iterator[tuple[asyncio.AbstractEventLoop, FastAPI, httpx.AsyncClient]]:
+    """The real app with demo participants on an event loop of its own: one app for all the
+    examples of a hypothesis test (which runs each example with ``loop.run_until_complete``)."""
+    app = create_app(settings.model_copy(update={"demo": True}))
+    loop = asyncio.new_event_loop()
+    lifespan = app.router.lifespan_context(app)
+    loop.run_until_complete(lifespan.__aenter__())
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+    try:
+        yield loop, app, client
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.run_until_complete(lifespan.__aexit__(None, None, None))
+        loop.close()

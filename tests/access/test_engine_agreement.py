@@ -8,7 +8,6 @@ equal what ``consent.decide`` says for the same data: no leak, nothing missing.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -29,12 +27,10 @@ from consent import (
     stamp_author,
     supports_patient,
 )
-from gateway.app import create_app
-from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
-from gateway.auth.keys import private_key_path, read_private_key
 from gateway.settings import Settings
 from gateway.store import audit_log
 from gateway.store.repository import Store
+from tests.access.access_support import request_token, running_app
 from tests.consent.consent_builders import actor_kind, actor_org, consent, provision
 
 PARTICIPANTS = {
@@ -130,49 +126,29 @@ def _consent(spec: dict[str, Any], patient: str) -> dict[str, Any]:
 @pytest.fixture
 def world(settings: Settings) -> Iterator[tuple[Any, Store, dict[tuple[str, str], str]]]:
     """One app (real tokens for every participant and purpose) for all examples."""
-    app: FastAPI = create_app(settings.model_copy(update={"demo": True}))
-    loop = asyncio.new_event_loop()
+    with running_app(settings) as (loop, app, client):
 
-    async def start() -> tuple[Any, httpx.AsyncClient, dict[tuple[str, str], str]]:
-        lifespan = app.router.lifespan_context(app)
-        await lifespan.__aenter__()
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        )
-        tokens: dict[tuple[str, str], str] = {}
-        for name in PARTICIPANTS:
-            key = read_private_key(private_key_path(settings.keys_dir, name))
-            for purpose in PURPOSES:
-                form = {
-                    "grant_type": "client_credentials",
-                    "client_assertion_type": CLIENT_ASSERTION_TYPE,
-                    "client_assertion": make_client_assertion(key, name, settings.token_url),
-                    "scope": "system/*.read",
-                    "purpose": purpose,
-                }
-                response = await client.post("/auth/token", data=form)
-                if response.status_code == 400 and response.json()["error"] == "invalid_scope":
-                    # A purpose this kind may not ask for (gateway/auth/policy.py): the API
-                    # must still agree with the engine for it, so the gateway signs one.
-                    tokens[(name, purpose)] = app.state.tokens.issue(
-                        participant=name,
-                        kind=PARTICIPANTS[name],
-                        organization_id=f"org-{name}",
-                        scopes=["system/*.read"],
-                        purpose=purpose,
-                    ).access_token
-                    continue
-                assert response.status_code == 200, response.text
-                tokens[(name, purpose)] = response.json()["access_token"]
-        return lifespan, client, tokens
+        async def tokens_for_all() -> dict[tuple[str, str], str]:
+            tokens: dict[tuple[str, str], str] = {}
+            for name in PARTICIPANTS:
+                for purpose in PURPOSES:
+                    response = await request_token(client, settings, name, "system/*.read", purpose)
+                    if response.status_code == 400 and response.json()["error"] == "invalid_scope":
+                        # A purpose this kind may not ask for (gateway/auth/policy.py): the API
+                        # must still agree with the engine for it, so the gateway signs one.
+                        tokens[(name, purpose)] = app.state.tokens.issue(
+                            participant=name,
+                            kind=PARTICIPANTS[name],
+                            organization_id=f"org-{name}",
+                            scopes=["system/*.read"],
+                            purpose=purpose,
+                        ).access_token
+                        continue
+                    assert response.status_code == 200, response.text
+                    tokens[(name, purpose)] = response.json()["access_token"]
+            return tokens
 
-    lifespan, client, tokens = loop.run_until_complete(start())
-    try:
-        yield (loop, client), app.state.store, tokens
-    finally:
-        loop.run_until_complete(client.aclose())
-        loop.run_until_complete(lifespan.__aexit__(None, None, None))
-        loop.close()
+        yield (loop, client), app.state.store, loop.run_until_complete(tokens_for_all())
 
 
 @hsettings(

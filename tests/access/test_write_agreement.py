@@ -20,7 +20,6 @@ hidden record answers 200 with its content, and this property fails at once.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -30,19 +29,16 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from consent import ADDRESSEE_SYSTEM, DATA_CATEGORY_SYSTEM, Requester, decide, stamp_author
-from gateway.app import create_app
-from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
-from gateway.auth.keys import private_key_path, read_private_key
 from gateway.errors import Gone
 from gateway.settings import Settings
 from gateway.store import audit_log
 from gateway.store.repository import Store
+from tests.access.access_support import request_token, running_app
 from tests.consent.consent_builders import actor_kind, actor_org, consent, provision
 
 CPR = "urn:oid:1.2.208.176.1.2"
@@ -127,37 +123,18 @@ def scenario(draw: st.DrawFn) -> dict[str, Any]:
 @pytest.fixture
 def world(settings: Settings) -> Iterator[tuple[Any, Store, dict[str, str]]]:
     """One app with a write (or read) token for each caller, for all examples."""
-    app: FastAPI = create_app(settings.model_copy(update={"demo": True}))
-    loop = asyncio.new_event_loop()
+    with running_app(settings) as (loop, app, client):
 
-    async def start() -> tuple[Any, httpx.AsyncClient, dict[str, str]]:
-        lifespan = app.router.lifespan_context(app)
-        await lifespan.__aenter__()
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        )
-        tokens: dict[str, str] = {}
-        for name, (_, purpose, writes) in CALLERS.items():
-            key = read_private_key(private_key_path(settings.keys_dir, name))
-            form = {
-                "grant_type": "client_credentials",
-                "client_assertion_type": CLIENT_ASSERTION_TYPE,
-                "client_assertion": make_client_assertion(key, name, settings.token_url),
-                "scope": "system/*.read system/*.write" if writes else "system/*.read",
-                "purpose": purpose,
-            }
-            response = await client.post("/auth/token", data=form)
-            assert response.status_code == 200, response.text
-            tokens[name] = response.json()["access_token"]
-        return lifespan, client, tokens
+        async def tokens_for_all() -> dict[str, str]:
+            tokens: dict[str, str] = {}
+            for name, (_, purpose, writes) in CALLERS.items():
+                scope = "system/*.read system/*.write" if writes else "system/*.read"
+                response = await request_token(client, settings, name, scope, purpose)
+                assert response.status_code == 200, response.text
+                tokens[name] = response.json()["access_token"]
+            return tokens
 
-    lifespan, client, tokens = loop.run_until_complete(start())
-    try:
-        yield (loop, client), app.state.store, tokens
-    finally:
-        loop.run_until_complete(client.aclose())
-        loop.run_until_complete(lifespan.__aexit__(None, None, None))
-        loop.close()
+        yield (loop, client), app.state.store, loop.run_until_complete(tokens_for_all())
 
 
 @hsettings(
