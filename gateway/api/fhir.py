@@ -160,12 +160,6 @@ async def transaction_or_batch(
                 expression=f"Bundle.entry[{i}].request.url",
             )
         _authorize(principal, rtype, "read" if method == "GET" else "write")
-        if rtype == "Consent" and method != "GET":
-            # Consent changes are audited one by one; they do not travel in Bundles.
-            raise BadRequest(
-                "record or change a Consent at /fhir/Consent, not inside a Bundle",
-                expression=f"Bundle.entry[{i}].request.url",
-            )
     return fhir_response(await data.bundle(bundle))
 
 

@@ -70,28 +70,22 @@ def _parse_all(bundle: dict[str, Any], fhir_base: str) -> list[EntryRequest]:
     return entries
 
 
-class _Linked:
-    """A conditional create that matched: the visible match, or an identity linked unseen."""
-
-    def __init__(self, match: Match, sent: dict[str, Any]) -> None:
-        self.match = match
-        self.sent = sent
-
-    def entry(self, rtype: str) -> dict[str, Any]:
-        if self.match.resource is not None:
-            resource = self.match.resource
-            version = resource["meta"]["versionId"]
-            return {
-                "response": {
-                    "status": "200 OK",
-                    "location": f"{rtype}/{self.match.id}/_history/{version}",
-                    "etag": f'W/"{version}"',
-                    "lastModified": resource["meta"]["lastUpdated"],
-                },
-                "resource": resource,
-            }
-        # Linked without disclosure: the id the sender's resources now point at, nothing more.
-        return {"response": {"status": "200 OK", "location": f"{rtype}/{self.match.id}"}}
+def _linked_entry(rtype: str, match: Match) -> dict[str, Any]:
+    """The response entry of a conditional create that matched instead of creating."""
+    if match.resource is not None:
+        resource = match.resource
+        version = resource["meta"]["versionId"]
+        return {
+            "response": {
+                "status": "200 OK",
+                "location": f"{rtype}/{match.id}/_history/{version}",
+                "etag": f'W/"{version}"',
+                "lastModified": resource["meta"]["lastUpdated"],
+            },
+            "resource": resource,
+        }
+    # Linked without disclosure: the id the sender's resources now point at, nothing more.
+    return {"response": {"status": "200 OK", "location": f"{rtype}/{match.id}"}}
 
 
 async def _resolve(writer: GuardedWriter, e: EntryRequest, criteria: str) -> Match | None:
@@ -106,15 +100,14 @@ async def run_transaction_in(writer: GuardedWriter, bundle: dict[str, Any]) -> d
     """
     entries = _parse_all(bundle, writer.store.fhir_base)
     mapping: dict[str, str] = {}
-    linked: dict[int, _Linked] = {}
+    linked: dict[int, Match] = {}
     # Pass 1: decide every id, so references between entries can be rewritten.
     for e in entries:
         if e.method == "POST":
             if e.if_none_exist:
                 found = await _resolve(writer, e, e.if_none_exist)
                 if found is not None:
-                    assert e.resource is not None  # noqa: S101 - parse_entry checks it
-                    linked[e.index] = _Linked(found, e.resource)
+                    linked[e.index] = found
                     e.rid = found.id
             e.rid = e.rid or new_id()
         elif e.method in ("PUT", "DELETE") and e.rid is None and e.criteria:
@@ -152,7 +145,7 @@ async def _run_entry(
     writer: GuardedWriter,
     e: EntryRequest,
     mapping: dict[str, str],
-    linked: dict[int, _Linked],
+    linked: dict[int, Match],
 ) -> dict[str, Any]:
     if e.method == "DELETE":
         version = None if e.rid is None else await writer.delete(e.rtype, e.rid)
@@ -165,10 +158,10 @@ async def _run_entry(
         return {"response": {"status": "200 OK"}, "resource": await writer.reveal(e.rtype, e.rid)}
     assert e.resource is not None and e.rid is not None  # noqa: S101 - set in pass 1
     if e.index in linked:
-        found = linked[e.index].match
+        found = linked[e.index]
         if found.resource is not None:
             writer.disclose(found.resource)
-        return linked[e.index].entry(e.rtype)
+        return _linked_entry(e.rtype, found)
     resource = rewrite_references({**e.resource, "id": e.rid}, mapping)
     result = await writer.put(resource, if_match=e.if_match)
     return {
@@ -186,14 +179,13 @@ async def run_batch(
         try:
             e = parse_entry(i, raw, fhir_base)
             async with open_writer() as writer:
-                linked: dict[int, _Linked] = {}
+                linked: dict[int, Match] = {}
                 if e.method == "POST":
                     found = None
                     if e.if_none_exist:
                         found = await _resolve(writer, e, e.if_none_exist)
                     if found is not None:
-                        assert e.resource is not None  # noqa: S101
-                        linked[i] = _Linked(found, e.resource)
+                        linked[i] = found
                     e.rid = found.id if found is not None else new_id()
                 elif e.method in ("PUT", "DELETE") and e.rid is None and e.criteria:
                     found = await _resolve(writer, e, e.criteria)

@@ -371,13 +371,20 @@ class DataPath:
         """A transaction (all or nothing) or a batch (each entry alone)."""
         entries = bundle.get("entry", [])
         for i, entry in enumerate(entries):
-            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(entry, dict):
+                continue
+            # Consent changes are audited one by one at /fhir/Consent; none travels in a Bundle.
+            resource = entry.get("resource")
+            url = str((entry.get("request") or {}).get("url", ""))
+            method = str((entry.get("request") or {}).get("method", "GET")).upper()
+            named = url.removeprefix(self.fhir_base + "/").split("?")[0].split("/")[0]
+            carried = isinstance(resource, dict) and resource.get("resourceType") == "Consent"
+            if carried or (named == "Consent" and method != "GET"):
+                raise BadRequest(
+                    "record or change a Consent at /fhir/Consent, not inside a Bundle",
+                    expression=f"Bundle.entry[{i}].request.url",
+                )
             if isinstance(resource, dict):
-                if resource.get("resourceType") == "Consent":
-                    raise BadRequest(
-                        "record or change a Consent at /fhir/Consent, not inside a Bundle",
-                        expression=f"Bundle.entry[{i}].resource",
-                    )
                 entry["resource"] = self._incoming(resource)
         if bundle.get("type") == "transaction":
             async with self.write("transaction", interaction="read") as writer:
