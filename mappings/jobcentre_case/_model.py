@@ -7,6 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from mappings._parties import OrganizationInfo
+from mappings.deadlines import PaidPeriod
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,16 @@ class Period:
     end: date
     hours_per_week: Decimal
     days: tuple[str, ...]  # FHIR day codes
+    times: tuple[str, ...] = ()  # (1.1) "08:00-12:00", "formiddag", "eftermiddag"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkedWeek:
+    """(1.1) ``ArbejdetTimer``: hours actually worked in one ISO week, as the employer said."""
+
+    week: str  # YYYY-Www
+    monday: date
+    hours: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +50,7 @@ class PartialReturn:
     start: date
     end: date | None
     periods: tuple[Period, ...]
+    worked: tuple[WorkedWeek, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +58,7 @@ class Reassessment:
     day: date
     outcome: str
     legal_ground: str
+    extension: str | None = None  # (1.1) @forlaengelse: the coded §27 ground
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +87,5 @@ class SicknessBenefitCase:
     partial_returns: tuple[PartialReturn, ...]
     reassessment: Reassessment | None
     closing: Closing | None
+    # (1.1) Udbetalinger; None when the export has none (the §24 date is then an estimate).
+    payments: tuple[PaidPeriod, ...] | None = None

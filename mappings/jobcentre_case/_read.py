@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -30,6 +31,7 @@ from mappings._values import (
     read_id,
 )
 from mappings._xml import Node, Occurs, Shape, leaf
+from mappings.deadlines import PaidPeriod
 from mappings.jobcentre_case._model import (
     Closing,
     FollowUp,
@@ -38,6 +40,7 @@ from mappings.jobcentre_case._model import (
     Period,
     Reassessment,
     SicknessBenefitCase,
+    WorkedWeek,
 )
 from mappings.jobcentre_case._tables import (
     ASSESSMENTS,
@@ -45,16 +48,23 @@ from mappings.jobcentre_case._tables import (
     CLOSING_REASONS,
     DAYS,
     DIAGNOSIS_GROUPS,
+    EXTENSION_GROUNDS,
     FOLLOW_UP_CLASS,
     FOLLOW_UP_TYPES,
     MAX_HOURS_PER_WEEK,
     PARTICIPANT_ROLES,
+    PAYMENT_ARTS,
     REASSESSMENT_OUTCOMES,
     SICK_LISTED_FROM,
+    TIME_WORDS,
 )
 
 NAMESPACE = "urn:brobygger:jobcenter:sygedagpengesag:1"
 ROOT = "Sygedagpengesag"
+# (1.1) ArbejdetTimer @uge and Tider: an ISO week, a span of clock times.
+_ISO_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
+_TIME_SPAN = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+MAX_HOURS_IN_A_WEEK = 168
 
 
 def _attrs(
@@ -126,13 +136,19 @@ SHAPE = Shape(
                             "*",
                             attributes=("fra", "til", "timerPrUge"),
                             required_attributes=("fra", "til", "timerPrUge"),
-                            children=(leaf("Dage", "?"),),
+                            children=(leaf("Dage", "?"), leaf("Tider", "?")),
                         ),
                     ),
                 ),
+                _attrs("ArbejdetTimer", "*", ("uge", "timer")),
             ),
         ),
-        _attrs("Revurdering", "?", ("dato", "udfald", "grundlag")),
+        Shape(
+            "Udbetalinger",
+            "?",
+            children=(_attrs("Periode", "*", ("fra", "art"), ("til",)),),
+        ),
+        _attrs("Revurdering", "?", ("dato", "udfald", "grundlag"), ("forlaengelse",)),
         _attrs("Afslutning", "?", ("dato", "aarsag")),
     ),
 )
@@ -198,9 +214,53 @@ def _period(node: Node, issues: IssueCollector) -> Period | None:
                 break
             if code not in days:
                 days.append(code)
+    times: list[str] = []
+    if (text := node.text_of("Tider")) is not None:
+        for part in (p.strip() for p in text.split(",")):
+            if not (_TIME_SPAN.match(part) or part in TIME_WORDS):
+                issues.error(
+                    node.child_path("Tider"),
+                    "times must be HH:MM-HH:MM, 'formiddag' or 'eftermiddag', comma-separated",
+                )
+                break
+            times.append(part)
     if start is None or end is None or hours is None:
         return None
-    return Period(start, end, hours, tuple(days))
+    return Period(start, end, hours, tuple(days), tuple(times))
+
+
+def _worked_week(node: Node, issues: IssueCollector) -> WorkedWeek | None:
+    text = node.attributes.get("uge") or ""
+    monday = None
+    if (match := _ISO_WEEK.match(text)) is not None:
+        try:
+            monday = date.fromisocalendar(int(match[1]), int(match[2]), 1)
+        except ValueError:
+            monday = None
+    if monday is None:
+        issues.error(node.attribute_path("uge"), "an ISO week YYYY-Www that exists")
+    hours = read_decimal(
+        node.attributes.get("timer") or None,
+        node.attribute_path("timer"),
+        issues,
+        Decimal(0),
+        Decimal(MAX_HOURS_IN_A_WEEK),
+    )
+    if monday is None or hours is None:
+        return None
+    return WorkedWeek(text, monday, hours)
+
+
+def _payment(node: Node, issues: IssueCollector) -> PaidPeriod | None:
+    start, end = _attr_date(node, "fra", issues), _attr_date(node, "til", issues)
+    if start and end and end < start:
+        issues.error(node.attribute_path("til"), "the period ends before it starts")
+    art = read_code(
+        node.attributes.get("art") or None, node.attribute_path("art"), issues, PAYMENT_ARTS
+    )
+    if start is None or art is None:
+        return None
+    return PaidPeriod(start, end, art)
 
 
 def _partial_return(node: Node, issues: IssueCollector) -> PartialReturn | None:
@@ -209,9 +269,15 @@ def _partial_return(node: Node, issues: IssueCollector) -> PartialReturn | None:
         issues.error(node.attribute_path("til"), "the period ends before it starts")
     plan = node.one("Optrapningsplan")
     periods = [_period(p, issues) for p in plan.all("Periode")] if plan else []
+    worked = [_worked_week(w, issues) for w in node.all("ArbejdetTimer")]
     if start is None:
         return None
-    return PartialReturn(start, end, tuple(p for p in periods if p is not None))
+    return PartialReturn(
+        start,
+        end,
+        tuple(p for p in periods if p is not None),
+        tuple(w for w in worked if w is not None),
+    )
 
 
 def _party(node: Node, issues: IssueCollector) -> tuple[str | None, str | None]:
@@ -290,8 +356,17 @@ def read_case(root: Node, issues: IssueCollector, now: datetime) -> SicknessBene
             REASSESSMENT_OUTCOMES,
         )
         ground = revurdering.attributes.get("grundlag")
+        extension = read_code(
+            revurdering.attributes.get("forlaengelse") or None,
+            revurdering.attribute_path("forlaengelse"),
+            issues,
+            EXTENSION_GROUNDS,
+        )
         if day and outcome and ground:
-            reassessment = Reassessment(day, outcome, ground)
+            reassessment = Reassessment(day, outcome, ground, extension)
+    payments: list[PaidPeriod | None] | None = None
+    if (udbetalinger := root.one("Udbetalinger")) is not None:
+        payments = [_payment(p, issues) for p in udbetalinger.all("Periode")]
     closing = None
     if (afslutning := root.one("Afslutning")) is not None:
         day = _attr_date(afslutning, "dato", issues)
@@ -337,4 +412,5 @@ def read_case(root: Node, issues: IssueCollector, now: datetime) -> SicknessBene
         partial_returns=tuple(p for p in partial_returns if p is not None),
         reassessment=reassessment,
         closing=closing,
+        payments=None if payments is None else tuple(p for p in payments if p is not None),
     )

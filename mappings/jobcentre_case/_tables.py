@@ -75,6 +75,29 @@ CAREPLAN_CATEGORY_SYSTEM = code_system("care-plan-category")
 GRADUAL_RETURN = "gradual-return-to-work"
 MAX_HOURS_PER_WEEK = 37  # "Rejected: hours per week outside 0-37"
 
+# "Input" (1.1): Udbetalinger/Periode @art; barsel never counts towards the 22 weeks.
+PAYMENT_ARTS = frozenset({"sygedagpenge", "refusion", "nedsat", "barsel"})
+# "Input" (1.1): Tider, times of day in a Periode of the gradual-return plan.
+TIME_WORDS: Mapping[str, str] = {"formiddag": "Formiddag", "eftermiddag": "Eftermiddag"}
+# "Output": Revurdering @forlaengelse → §27 stk. 1 nr. 1-7, in the order the format lists them.
+EXTENSION_GROUND_SYSTEM = code_system("extension-ground")
+EXTENSION_GROUNDS: Mapping[str, str] = {
+    "revalidering": "§27 stk. 1 nr. 1: revalidering skønnes at kunne komme på tale",
+    "afklaring-arbejdsevne": "§27 stk. 1 nr. 2: arbejdsevnen skal afklares (højst 69 uger)",
+    "laegebehandling": (
+        "§27 stk. 1 nr. 3: under eller venter på lægebehandling (højst 134 uger fra revurderingen)"
+    ),
+    "rehabiliteringsteam": "§27 stk. 1 nr. 4: sagen forelægges rehabiliteringsteamet",
+    "livstruende-sygdom": "§27 stk. 1 nr. 5: livstruende, alvorlig sygdom",
+    "arbejdsskade": "§27 stk. 1 nr. 6: arbejdsskadesag under behandling",
+    "foertidspension": "§27 stk. 1 nr. 7: førtidspension er søgt eller oplagt",
+}
+EXTENSION_GROUND_URL = extension_url("extension-ground")
+# A week's hours worked below the plan's hours for that week are a shortfall.
+SHORTFALL_INTERPRETATION_SYSTEM = (
+    "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+)
+
 REASSESSMENT_OUTCOME_SYSTEM = code_system("reassessment-outcome")
 REASSESSMENT_OUTCOMES: Mapping[str, str] = {
     "forlaenget": "Forlænget",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from mappings._bundle import BundleBuilder, Ref
@@ -27,15 +28,23 @@ from mappings._parties import (
 )
 from mappings._result import MappingResult, SourceDocument
 from mappings._values import fhir_decimal, fhir_instant
+from mappings.deadlines import due_after
 from mappings.jobcentre_case._deadlines import (
     DEADLINE_STATUS_SYSTEM,
     DEADLINE_STATUSES,
     DEADLINE_SYSTEM,
     DEADLINES,
+    ESTIMATE_NOTE,
     Deadline,
     case_deadlines,
 )
-from mappings.jobcentre_case._model import FollowUp, PartialReturn, SicknessBenefitCase
+from mappings.jobcentre_case._model import (
+    FollowUp,
+    PartialReturn,
+    Period,
+    SicknessBenefitCase,
+    WorkedWeek,
+)
 from mappings.jobcentre_case._read import NAMESPACE
 from mappings.jobcentre_case._tables import (
     AGREED_ACTION_URL,
@@ -57,6 +66,8 @@ from mappings.jobcentre_case._tables import (
     ENCOUNTER_NOTE_URL,
     EPISODE_TYPE,
     EPISODE_TYPE_SYSTEM,
+    EXTENSION_GROUND_SYSTEM,
+    EXTENSION_GROUNDS,
     FOLLOW_UP_CLASS,
     FOLLOW_UP_TYPE_SYSTEM,
     FOLLOW_UP_TYPES,
@@ -65,6 +76,7 @@ from mappings.jobcentre_case._tables import (
     PARTICIPANT_ROLE_SYSTEM,
     REASSESSMENT_OUTCOME_SYSTEM,
     REASSESSMENT_OUTCOMES,
+    SHORTFALL_INTERPRETATION_SYSTEM,
     SICK_LISTED_FROM,
     SICK_LISTED_FROM_SYSTEM,
     SICK_LISTED_FROM_URL,
@@ -75,12 +87,68 @@ WORK_ABILITY_ASSESSMENT = "work-ability-assessment"
 REASSESSMENT = "reassessment"
 LEGAL_GROUND = "legal-ground"
 HOURS = {"unit": "timer pr. uge", "system": UCUM_SYSTEM, "code": "h/wk"}
+HOURS_WORKED = "hours-worked"
+EXTENSION_GROUND = "extension-ground"
+# The caseworker's Task when a week's hours fall short of the plan (jobcentre-case.md
+# "ArbejdetTimer": "a shortfall is flagged"; DOMAIN.md: "a missed step prompts a talk").
+SHORTFALL_TASK = "gradual-return-shortfall"
+_WHEN = {"formiddag": "MORN", "eftermiddag": "AFT"}
 
 
 def _activity_status(start: date, end: date | None, today: date, closed: bool) -> str:
     if closed or (end is not None and end < today):
         return "completed"
     return "not-started" if start > today else "in-progress"
+
+
+def _times(repeat: dict[str, Any], period: Period) -> None:
+    """(1.1) Tider: clock spans become times of day (and a duration when they agree); the
+    words ``formiddag``/``eftermiddag`` become ``when`` (R4 allows one or the other, tim-10)."""
+    spans = [t for t in period.times if t not in _WHEN]
+    if spans:
+        repeat["timeOfDay"] = [f"{t[:5]}:00" for t in spans]
+        lengths = {_minutes(t) for t in spans}
+        minutes = lengths.pop() if len(lengths) == 1 else 0
+        if minutes > 0:
+            repeat["duration"] = fhir_decimal(Decimal(minutes) / Decimal(60))
+            repeat["durationUnit"] = "h"
+    elif period.times:
+        repeat["when"] = [_WHEN[t] for t in period.times]
+
+
+def _minutes(span: str) -> int:
+    start, end = span.split("-")
+    return (int(end[:2]) * 60 + int(end[3:])) - (int(start[:2]) * 60 + int(start[3:]))
+
+
+def _planned_hours(partial: PartialReturn, monday: date) -> Decimal | None:
+    """The plan's hours per week for the ISO week starting ``monday`` (a Periode covering it)."""
+    sunday = monday + timedelta(days=6)
+    for period in partial.periods:
+        if period.start <= sunday and period.end >= monday:
+            return period.hours_per_week
+    return None
+
+
+def _reassessment_components(case: SicknessBenefitCase) -> list[dict[str, Any]]:
+    assert case.reassessment is not None  # noqa: S101 - only called with one
+    components: list[dict[str, Any]] = [
+        {
+            "code": concept(OBSERVATION_CODE_SYSTEM, LEGAL_GROUND),
+            "valueString": case.reassessment.legal_ground,
+        }
+    ]
+    if (ground := case.reassessment.extension) is not None:
+        # (1.1) the coded §27 ground; its limit is the extension-limit deadline Task.
+        components.append(
+            {
+                "code": concept(OBSERVATION_CODE_SYSTEM, EXTENSION_GROUND),
+                "valueCodeableConcept": {
+                    "coding": [coding(EXTENSION_GROUND_SYSTEM, ground, EXTENSION_GROUNDS[ground])]
+                },
+            }
+        )
+    return components
 
 
 def _episode_extensions(case: SicknessBenefitCase, employer: Party | None) -> list[dict[str, Any]]:
@@ -185,6 +253,7 @@ def _care_plan(
         }
         if period.days:
             repeat["dayOfWeek"] = list(period.days)
+        _times(repeat, period)
         activities.append(
             {
                 "detail": {
@@ -254,8 +323,78 @@ def _deadline_task(
         outputs.append(
             {"type": concept(DEADLINE_SYSTEM, deadline.code), "valueReference": reassessment()}
         )
+    if deadline.closing:
+        outputs.append(
+            {"type": concept(DEADLINE_SYSTEM, deadline.code), "valueReference": episode()}
+        )
     if outputs:
         task["output"] = outputs
+    if deadline.estimated:
+        task["note"] = [{"text": ESTIMATE_NOTE}]
+    return task
+
+
+def _worked_week(
+    worked: WorkedWeek,
+    planned: Decimal | None,
+    patient: Party,
+    plan: Ref,
+    jobcentre: Party,
+) -> dict[str, Any]:
+    """(1.1) ArbejdetTimer: hours worked that ISO week, beside the plan's, a shortfall flagged."""
+    sunday = worked.monday + timedelta(days=6)
+    observation: dict[str, Any] = {
+        "resourceType": "Observation",
+        "meta": {"security": security(SICKNESS_BENEFIT_CASE, EMPLOYMENT_RELEVANT)},
+        "status": "final",
+        "code": concept(OBSERVATION_CODE_SYSTEM, HOURS_WORKED),
+        "subject": patient.ref(),
+        "focus": [plan()],
+        "effectivePeriod": {"start": worked.monday.isoformat(), "end": sunday.isoformat()},
+        "performer": [jobcentre.ref()],
+        "valueQuantity": {"value": fhir_decimal(worked.hours), **HOURS},
+    }
+    if planned is not None:
+        observation["referenceRange"] = [
+            {"low": {"value": fhir_decimal(planned), **HOURS}, "text": "optrapningsplanens timer"}
+        ]
+        if worked.hours < planned:
+            observation["interpretation"] = [
+                {"coding": [coding(SHORTFALL_INTERPRETATION_SYSTEM, "L", "Low")]}
+            ]
+    return observation
+
+
+def _shortfall_task(
+    worked: WorkedWeek,
+    observation: Ref,
+    patient: Party,
+    episode: Ref,
+    jobcentre: Party,
+    today: date,
+) -> dict[str, Any]:
+    """A talk with the citizen about the missed step, for the caseworker, due a week after."""
+    sunday = worked.monday + timedelta(days=6)
+    due = due_after(SHORTFALL_TASK, sunday)
+    display, _ = DEADLINES[SHORTFALL_TASK]
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "meta": {"security": security(SICKNESS_BENEFIT_CASE, EMPLOYMENT_RELEVANT)},
+        "status": "requested",
+        "intent": "plan",
+        "code": {"coding": [coding(DEADLINE_SYSTEM, SHORTFALL_TASK, display)]},
+        "description": f"{display} ({worked.week})",
+        "focus": episode(),
+        "for": patient.ref(),
+        "authoredOn": sunday.isoformat(),
+        "owner": jobcentre.ref(),
+        "reasonReference": observation(),
+        "restriction": {"period": {"start": sunday.isoformat(), "end": due.isoformat()}},
+    }
+    if due < today:
+        task["businessStatus"] = {
+            "coding": [coding(DEADLINE_STATUS_SYSTEM, "overdue", DEADLINE_STATUSES["overdue"])]
+        }
     return task
 
 
@@ -346,10 +485,21 @@ def to_fhir_bundle(
     for partial in case.partial_returns:
         start = partial.start.isoformat()
         plan_seen[start] = plan_seen.get(start, 0) + 1
-        builder.owned(
-            _care_plan(partial, patient, episode, jobcentre, today, closed),
-            local_key=f"gradual-return|{start}|{plan_seen[start]}",
+        plan_key = f"gradual-return|{start}|{plan_seen[start]}"
+        plan = builder.owned(
+            _care_plan(partial, patient, episode, jobcentre, today, closed), local_key=plan_key
         )
+        for worked in partial.worked:
+            planned = _planned_hours(partial, worked.monday)
+            observation = builder.owned(
+                _worked_week(worked, planned, patient, plan, jobcentre),
+                local_key=f"{plan_key}|worked|{worked.week}",
+            )
+            if planned is not None and worked.hours < planned:
+                builder.owned(
+                    _shortfall_task(worked, observation, patient, episode, jobcentre, today),
+                    local_key=f"{plan_key}|shortfall|{worked.week}",
+                )
     reassessment: Ref | None = None
     if case.reassessment is not None:
         outcome = case.reassessment.outcome
@@ -367,16 +517,11 @@ def to_fhir_bundle(
                         coding(REASSESSMENT_OUTCOME_SYSTEM, outcome, REASSESSMENT_OUTCOMES[outcome])
                     ]
                 },
-                "component": [
-                    {
-                        "code": concept(OBSERVATION_CODE_SYSTEM, LEGAL_GROUND),
-                        "valueString": case.reassessment.legal_ground,
-                    }
-                ],
+                "component": _reassessment_components(case),
             },
             local_key="reassessment",
         )
-    for deadline in case_deadlines(case):
+    for deadline in case_deadlines(case, today):
         builder.owned(
             _deadline_task(deadline, patient, episode, jobcentre, encounters, reassessment),
             local_key=f"deadline|{deadline.code}",
