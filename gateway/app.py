@@ -15,6 +15,8 @@ from gateway.api.responses import fhir_response
 from gateway.api.validate import router as validate_router
 from gateway.auth.routes import router as auth_router
 from gateway.auth.tokens import TokenService
+from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.coordination import start_deadline_worker
 from gateway.errors import (
     BadRequest,
     GatewayError,
@@ -36,8 +38,9 @@ from gateway.store.database import Database
 from gateway.store.repository import Store
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or get_settings()
+    clock = clock or SYSTEM_CLOCK
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,9 +55,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.demo:
             await ensure_demo_participants(settings, database, store)
         delivery = start_delivery_worker(store, settings) if settings.delivery_in_process else None
+        deadlines = (
+            start_deadline_worker(store, settings, clock) if settings.deadline_in_process else None
+        )
         try:
             yield
         finally:
+            if deadlines is not None:
+                await deadlines.stop()
             if delivery is not None:
                 await delivery.stop()
             await app.state.audit_writer.close()
@@ -71,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.clock = clock
     _install_error_handlers(app)
     install_operations(app, settings)
     app.include_router(auth_router)

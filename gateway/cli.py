@@ -9,6 +9,7 @@ import typer
 import uvicorn
 
 from gateway.audit_cli import register as register_audit_command
+from gateway.coordination.cli import register as register_coordination_commands
 from gateway.ingest.cli import register as register_ingest_commands
 from gateway.messaging.cli import register as register_messaging_commands
 from gateway.participants.cli import register as register_participant_commands
@@ -21,6 +22,7 @@ app.add_typer(db_app, name="db")
 register_participant_commands(app)
 register_audit_command(app)
 register_ingest_commands(app)
+register_coordination_commands(app)
 
 
 @app.command()

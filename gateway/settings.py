@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # right after, many per transaction (see gateway/store/audit_writer.py for the trade-off).
     audit_write: Literal["sync", "batched"] = "sync"
     log_level: str = "INFO"
+    # The deadline job (gateway/coordination): judge open deadline Tasks against today and
+    # notify their owners, in each gateway process (else: ``brobygger deadlines refresh``).
+    deadline_in_process: bool = True
+    deadline_poll_seconds: float = 300.0
     # Store-and-forward delivery of messages to receivers' endpoints (gateway/messaging).
     # Run the delivery worker inside each gateway process (else: ``brobygger deliver``).
     delivery_in_process: bool = True

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.api.responses import fhir_response
+from gateway.clock import SYSTEM_CLOCK
 from gateway.deps import DataDep, PrincipalDep, SettingsDep
 from gateway.errors import Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
 from gateway.ingest.pipeline import ingest
@@ -59,7 +58,8 @@ async def ingest_document(
         format=None if format == AUTO else format,
         sender_participant=principal.participant,
         principal=principal,
-        now=datetime.now(UTC),
+        # The gateway's clock: the mapping judges open deadlines against today.
+        now=getattr(request.app.state, "clock", SYSTEM_CLOCK).now(),
         max_bytes=limit,
         authorize=authorize,
     )

@@ -133,7 +133,10 @@ _DEFINITIONS: dict[str, tuple[SearchParam, ...]] = {
         _p("encounter", "reference"),
         _p("authored-on", "date", "authoredOn"),
         _p("modified", "date", "lastModified"),
-        _p("period", "date", "executionPeriod"),
+        # Our worklists: besides the registry's executionPeriod, ``period`` indexes the due
+        # date (restriction.period.end), so ``period=le…&_sort=period`` is "due by …, soonest
+        # first" (docs/coordination.md).
+        _p("period", "date", "executionPeriod", "restriction.period.end"),
         _p("due", "date", "restriction.period"),
     ),
     "QuestionnaireResponse": (
