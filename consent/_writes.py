@@ -30,6 +30,14 @@ hidden resource is a 404 before this is asked). Rules, in order (``WriteDecision
    of an Organization carrying one is refused [registered-identifier].
 7. Anything else: anyone may create it [new-resource]; only its author updates or deletes it
    [author / not-author].
+8. One exception to 7 (FHIR's workflow: the filler answers the request): the participant a
+   Task is assigned to (``Task.owner`` is the requester's Organization, before and after) may
+   update it, changing nothing but the fulfilment — ``status`` (to a fulfilment status),
+   ``statusReason`` (coded only, from ``TASK_REASON_SYSTEM``: free text could carry health
+   data into the author's own record), ``executionPeriod``, ``lastModified`` and ``output``
+   (only ``valueDate`` / ``valueDateTime`` / ``valueReference``) [task-owner]. Labels, tags,
+   the patient, the owner and every other element stay as they are, so the owner can never
+   widen who sees the Task; it never deletes one.
 
 A current version without an author (legacy data, or seeded by the operator) is changed by
 nobody but the operator, except an Organization by the participant it is. Authorship is fixed
@@ -55,7 +63,14 @@ from consent._codes import (
     FHIR_BASE,
 )
 from consent._model import Requester
-from consent._resources import Resource, author_of, local_reference, patient_of, reference_of
+from consent._resources import (
+    Resource,
+    author_of,
+    local_reference,
+    patient_of,
+    reference_of,
+    strip_gateway_tags,
+)
 
 WriteAction = Literal["create", "update", "delete"]
 
@@ -63,6 +78,14 @@ _NO_IDENTIFIERS: Final[Mapping[tuple[str, str], str]] = MappingProxyType({})
 # What a withdrawal by the citizen portal may change: the status (and what the gateway stamps).
 _WITHDRAWAL_FREE = frozenset({"status", "meta", "text", "id"})
 _WITHDRAWN = "inactive"
+# Rule 8: what the owner of a Task may change, and how.
+TASK_REASON_SYSTEM = f"{FHIR_BASE}/CodeSystem/referral-decline-reason"
+_FULFILMENT = frozenset({"status", "statusReason", "executionPeriod", "lastModified", "output"})
+_FULFILMENT_STATUSES = frozenset(
+    {"received", "accepted", "rejected", "in-progress", "on-hold", "completed", "failed"}
+)
+_OUTPUT_VALUES = frozenset({"valueDate", "valueDateTime", "valueReference"})
+_STAMPED_META = frozenset({"versionId", "lastUpdated", "source"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +94,8 @@ class WriteDecision:
 
     ``rule`` is a stable short code (see the module docstring): ``author``, ``not-author``,
     ``new-resource``, ``append-only``, ``operator-only``, ``citizen-own``, ``consent-recorder``,
-    ``directory-self``, ``directory-other``, ``registered-identifier``, ``type-change``.
+    ``directory-self``, ``directory-other``, ``registered-identifier``, ``type-change``,
+    ``task-owner``.
     """
 
     allowed: bool
@@ -118,6 +142,74 @@ def _by_author(requester: Requester, current: Resource) -> WriteDecision:
     if author == requester.participant:
         return _allow("author", "the requester wrote this resource")
     return _refuse("not-author", "only the participant that wrote a resource changes it")
+
+
+def _owner_of(resource: Mapping[str, Any]) -> str | None:
+    owner = resource.get("owner")
+    return local_reference(owner.get("reference")) if isinstance(owner, dict) else None
+
+
+def _meta_kept(current: Mapping[str, Any], incoming: Mapping[str, Any]) -> bool:
+    """Labels, tags and profiles unchanged (what the gateway stamps aside)."""
+
+    def kept(resource: Mapping[str, Any]) -> dict[str, Any]:
+        meta = strip_gateway_tags(resource).get("meta")
+        if not isinstance(meta, dict):
+            return {}
+        return {k: v for k, v in meta.items() if k not in _STAMPED_META}
+
+    return kept(current) == kept(incoming)
+
+
+def _fulfilment_only(current: Mapping[str, Any], incoming: Mapping[str, Any]) -> str | None:
+    """None when ``incoming`` changes only the fulfilment of ``current``; else what it breaks."""
+    keys = (set(current) | set(incoming)) - _FULFILMENT - {"meta", "id", "text"}
+    changed = sorted(k for k in keys if current.get(k) != incoming.get(k))
+    if changed:
+        return f"the owner of a Task changes only its fulfilment, not {', '.join(changed)}"
+    if not _meta_kept(current, incoming):
+        return "the owner of a Task cannot change its labels or tags"
+    if incoming.get("status") != current.get("status"):
+        if incoming.get("status") not in _FULFILMENT_STATUSES:
+            return "the owner of a Task sets only a fulfilment status"
+    reason = incoming.get("statusReason")
+    if reason is not None and reason != current.get("statusReason"):
+        codings = reason.get("coding") if isinstance(reason, dict) else None
+        if (
+            not isinstance(reason, dict)
+            or set(reason) != {"coding"}
+            or not codings
+            or any(
+                not isinstance(c, dict)
+                or c.get("system") != TASK_REASON_SYSTEM
+                or set(c) - {"system", "code", "display"}
+                for c in codings
+            )
+        ):
+            return f"a Task's statusReason from its owner is coded from {TASK_REASON_SYSTEM} only"
+    for output in incoming.get("output") or []:
+        if not isinstance(output, dict) or set(output) - {"type"} - _OUTPUT_VALUES:
+            return "a Task's output from its owner is a date or a reference"
+        if len(set(output) & _OUTPUT_VALUES) != 1:
+            return "a Task's output from its owner is a date or a reference"
+    return None
+
+
+def _task_owner(
+    requester: Requester, current: Mapping[str, Any], incoming: Mapping[str, Any] | None
+) -> WriteDecision | None:
+    """Rule 8, when it applies (else None: rule 7 stands)."""
+    if incoming is None or requester.organization_ref is None:
+        return None
+    if current.get("resourceType") != "Task":
+        return None
+    owner = requester.organization_ref
+    if _owner_of(current) != owner or _owner_of(incoming) != owner:
+        return None
+    problem = _fulfilment_only(current, incoming)
+    if problem is not None:
+        return _refuse("task-owner", problem)
+    return _allow("task-owner", "the owner of a Task records its fulfilment")
 
 
 def _portal(
@@ -288,4 +380,7 @@ def decide_write(
         return _allow("new-resource", "anyone may add a new resource")
     if resource_type in DIRECTORY_TYPES:
         return _directory(requester, resource_type, current, incoming)
-    return _by_author(requester, current)
+    decision = _by_author(requester, current)
+    if not decision.allowed and action == "update":
+        return _task_owner(requester, current, incoming) or decision
+    return decision

@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from consent import AUTHOR_KIND_SYSTEM, author_of
 from gateway.clock import Clock, today
 from gateway.data.path import DataPath
 from gateway.messaging import envelope, records
@@ -43,12 +44,18 @@ from gateway.participants.directory import Participant, ParticipantDirectory
 from gateway.search.dates import format_instant, utc_now
 from gateway.settings import Settings
 from gateway.store.repository import Store
+from mappings._codes import identifier_system
+from mappings.coordination import REFERRAL_ANSWER, TASK_OUTPUT_SYSTEM, TASK_OUTPUTS
 from mappings.deadlines import (
     DEADLINE_STATUS_SYSTEM,
     DEADLINE_STATUSES,
     DEADLINE_SYSTEM,
+    MET,
+    MET_LATE,
     OPEN_TASK_STATUSES,
     OVERDUE,
+    display,
+    due_after,
 )
 
 log = logging.getLogger(__name__)
@@ -59,6 +66,13 @@ GATEWAY_SENDER = "gateway"
 NOTICE_EVENT = "sickness-benefit-case"
 _NAMESPACE = uuid.UUID("6f1c2f0e-3c59-4f0a-9a51-2b5d3c7e9d10")
 _PAGE = 500
+# A referral is answered by its status: once accepted or rejected its deadline is met.
+_ANSWERED_BY_STATUS = {REFERRAL_ANSWER: frozenset({"requested", "received"})}
+STATUS_NOTE = "status-note"
+FINAL_NOTE = "final-note"
+NOTE_DEADLINES = (STATUS_NOTE, FINAL_NOTE)
+# The note deadlines of one referral, found again by this identifier (idempotent creation).
+NOTE_DEADLINE_SYSTEM = identifier_system("note-deadline")
 
 
 @dataclass(slots=True)
@@ -67,6 +81,8 @@ class RefreshReport:
     checked: int = 0
     turned_overdue: list[str] = field(default_factory=list)
     notified: list[tuple[str, str]] = field(default_factory=list)  # (Task ref, participant)
+    created: list[str] = field(default_factory=list)  # note deadlines of referrals
+    met: list[str] = field(default_factory=list)  # note deadlines a note answered
     unowned: list[str] = field(default_factory=list)  # owner is no registered participant
 
 
@@ -164,11 +180,156 @@ def _gateway_party(settings: Settings) -> Participant:
     )
 
 
+def _code(task: dict[str, Any]) -> str | None:
+    for coding in (task.get("code") or {}).get("coding") or []:
+        if coding.get("system") == DEADLINE_SYSTEM:
+            return str(coding.get("code"))
+    return None
+
+
+def _open(task: dict[str, Any]) -> bool:
+    allowed = _ANSWERED_BY_STATUS.get(_code(task) or "", OPEN_TASK_STATUSES)
+    return task.get("status") in allowed
+
+
+def _ref(value: Any) -> str | None:
+    return value.get("reference") if isinstance(value, dict) else None
+
+
+def _note_deadline(referral: dict[str, Any], code: str, start: str, due: str) -> dict[str, Any]:
+    """The status or final note the unit owes the job centre, in the referral's name."""
+    meta = referral.get("meta") or {}
+    stamped: dict[str, Any] = {"security": meta.get("security", [])}
+    if meta.get("source"):
+        stamped["source"] = meta["source"]
+    tags = [t for t in meta.get("tag", []) if t.get("system") == AUTHOR_KIND_SYSTEM]
+    if tags:
+        stamped["tag"] = tags
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "meta": stamped,
+        "identifier": [{"system": NOTE_DEADLINE_SYSTEM, "value": f"{code}-{referral['id']}"}],
+        "status": "requested",
+        "intent": "order",
+        "code": {"coding": [{"system": DEADLINE_SYSTEM, "code": code, "display": display(code)}]},
+        "description": display(code),
+        "partOf": [{"reference": f"Task/{referral['id']}"}],
+        "for": referral["for"],
+        "authoredOn": start,
+        "owner": referral["owner"],
+        "restriction": {"period": {"start": start, "end": due}},
+    }
+    if (focus := _ref(referral.get("focus"))) is not None:
+        task["focus"] = {"reference": focus}
+        task["basedOn"] = [{"reference": focus}]
+    if referral.get("requester"):
+        task["requester"] = referral["requester"]
+    return task
+
+
+async def _follow_referrals(data: DataPath, report: RefreshReport) -> None:
+    """Training started → the status note falls due in six weeks; discharge → the final note."""
+    page = await data.search(
+        "Task",
+        [
+            ("code", f"{DEADLINE_SYSTEM}|{REFERRAL_ANSWER}"),
+            ("status", "in-progress,completed"),
+            ("_count", str(_PAGE)),
+        ],
+        max_count=_PAGE,
+    )
+    for referral in page.result.matches:
+        period = referral.get("executionPeriod") or {}
+        wanted: list[tuple[str, str]] = []
+        if isinstance(period.get("start"), str):
+            start = period["start"][:10]
+            wanted.append((STATUS_NOTE, start))
+        if referral.get("status") == "completed" and isinstance(period.get("end"), str):
+            wanted.append((FINAL_NOTE, period["end"][:10]))
+        for code, day in wanted:
+            due = due_after(code, date.fromisoformat(day)).isoformat()
+            identifier = f"{NOTE_DEADLINE_SYSTEM}|{code}-{referral['id']}"
+            async with data.write("note deadline") as writer:
+                result = await writer.create(
+                    _note_deadline(referral, code, day, due),
+                    if_none_exist=f"identifier={identifier}",
+                )
+                if not result.matched_existing:
+                    report.created.append(f"Task/{result.id}")
+
+
+async def _answer_notes(data: DataPath, tasks: list[dict[str, Any]], report: RefreshReport) -> None:
+    """A note (Communication ``basedOn`` its Task) from the Task's owner completes the Task."""
+    for task in tasks:
+        if _code(task) not in NOTE_DEADLINES or not _open(task):
+            continue
+        page = await data.search(
+            "Communication", [("based-on", f"Task/{task['id']}"), ("_sort", "_lastUpdated")]
+        )
+        owner = _ref(task.get("owner"))
+        notes = [
+            c
+            for c in page.result.matches
+            if owner is not None and f"Organization/org-{author_of(c)}" == owner
+        ]
+        if not notes:
+            continue
+        note = notes[0]
+        sent = str(note.get("sent") or note["meta"]["lastUpdated"])[:10]
+        due = _due(task) or sent
+        async with data.write("note answered") as writer:
+            current = await writer.read("Task", str(task["id"]))
+            if current is None or not _open(current):
+                continue
+            answered = _without_version(current)
+            answered["status"] = "completed"
+            state = MET if sent <= due else MET_LATE
+            answered["businessStatus"] = {
+                "coding": [
+                    {
+                        "system": DEADLINE_STATUS_SYSTEM,
+                        "code": state,
+                        "display": DEADLINE_STATUSES[state],
+                    }
+                ]
+            }
+            answered["output"] = [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": TASK_OUTPUT_SYSTEM,
+                                "code": "note",
+                                "display": TASK_OUTPUTS["note"],
+                            }
+                        ]
+                    },
+                    "valueReference": {"reference": f"Communication/{note['id']}"},
+                }
+            ]
+            await writer.put(answered)
+            task.update(answered)
+            report.met.append(f"Task/{task['id']}")
+
+
+def _without_version(resource: dict[str, Any]) -> dict[str, Any]:
+    copy = dict(resource)
+    copy["meta"] = {
+        k: v
+        for k, v in (resource.get("meta") or {}).items()
+        if k not in ("versionId", "lastUpdated")
+    }
+    return copy
+
+
 async def refresh_deadlines(store: Store, settings: Settings, clock: Clock) -> RefreshReport:
     """One run of the job (see the module docstring); safe to run any number of times."""
     report = RefreshReport(today=today(clock))
     data = DataPath.for_operator(store)
+    await _follow_referrals(data, report)
     tasks = await _open_deadlines(data)
+    await _answer_notes(data, tasks, report)
+    tasks = [t for t in tasks if _open(t)]
     report.checked = len(tasks)
     by_org = {
         f"Organization/{p.organization_id}": p
@@ -186,17 +347,12 @@ async def refresh_deadlines(store: Store, settings: Settings, clock: Clock) -> R
         try:
             async with data.write("deadline refresh") as writer:
                 current = await writer.read("Task", str(task["id"]))
-                if current is None or current.get("status") not in OPEN_TASK_STATUSES:
+                if current is None or not _open(current):
                     continue  # met or withdrawn since the search
                 if _due(current) != due:
                     continue  # a newer export moved it; the next run judges the new date
                 if not _is_overdue_marked(current):
-                    marked = {k: v for k, v in current.items() if k != "meta"}
-                    marked["meta"] = {
-                        k: v
-                        for k, v in (current.get("meta") or {}).items()
-                        if k not in ("versionId", "lastUpdated")
-                    }
+                    marked = _without_version(current)
                     marked["businessStatus"] = {
                         "coding": [
                             {
