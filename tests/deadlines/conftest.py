@@ -49,3 +49,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def as_(client: httpx.AsyncClient, settings: Settings) -> Any:
     return make_login(client, settings)
+
+
+# The external validator's fixture (skips loudly, or fails under CI, when it cannot run).
+from tests.validate.conftest import fhir_validate  # noqa: E402, F401
