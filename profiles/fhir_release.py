@@ -38,6 +38,7 @@ SUPPORTED_TYPES: tuple[str, ...] = (
     "Provenance",
     "Questionnaire",
     "QuestionnaireResponse",
+    "RiskAssessment",
     "ServiceRequest",
     "Task",
 )

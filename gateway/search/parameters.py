@@ -276,6 +276,17 @@ _DEFINITIONS: dict[str, tuple[SearchParam, ...]] = {
         _p("based-on", "reference", "basedOn"),
         _p("reason-reference", "reference", "reasonReference"),
     ),
+    "RiskAssessment": (
+        _p("identifier", "token"),
+        _p("subject", "reference"),
+        _p("patient", "reference", "subject", targets=PATIENT),
+        _p("encounter", "reference"),
+        _p("status", "token"),
+        _p("code", "token"),
+        _p("date", "date", "occurrenceDateTime", "occurrencePeriod"),
+        _p("performer", "reference"),
+        _p("risk", "token", "prediction.qualitativeRisk"),
+    ),
     "Binary": (),
 }
 

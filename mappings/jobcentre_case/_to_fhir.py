@@ -16,6 +16,7 @@ from mappings._codes import (
     UCUM_SYSTEM,
     coding,
     concept,
+    extension_url,
     security,
 )
 from mappings._document import add_original, add_provenance, sha256_hex
@@ -28,6 +29,15 @@ from mappings._parties import (
 )
 from mappings._result import MappingResult, SourceDocument
 from mappings._values import fhir_decimal, fhir_instant
+from mappings.coordination import (
+    NOT_A_DECISION,
+    PROBABILITY_SYSTEM,
+    REASON_SYSTEM,
+    REASONS,
+    RISK_SYSTEM,
+    early_warning_reasons,
+    probability,
+)
 from mappings.deadlines import due_after
 from mappings.jobcentre_case._deadlines import (
     DEADLINE_STATUS_SYSTEM,
@@ -83,6 +93,7 @@ from mappings.jobcentre_case._tables import (
 )
 
 FORMAT = "jobcentre-case"
+WARNING_LEVEL_URL = extension_url("early-warning-level")
 WORK_ABILITY_ASSESSMENT = "work-ability-assessment"
 REASSESSMENT = "reassessment"
 LEGAL_GROUND = "legal-ground"
@@ -334,6 +345,56 @@ def _deadline_task(
     return task
 
 
+def _early_warning(
+    case: SicknessBenefitCase,
+    categories: list[str],
+    first: int,
+    patient: Party,
+    episode: Ref,
+    encounter: Ref,
+    caseworker: Party | None,
+) -> dict[str, Any]:
+    """At the first follow-up: the risk of a long absence with its reasons, for the caseworker
+    (``mappings.coordination._warning``); a signal, never a decision (status preliminary)."""
+    reasons = early_warning_reasons(
+        first_day=case.first_day_of_absence,
+        payments=case.payments,
+        category=case.category,
+        mental_health=case.diagnosis_group in MENTAL_HEALTH_GROUPS,
+    )
+    level = probability(reasons)
+    resource: dict[str, Any] = {
+        "resourceType": "RiskAssessment",
+        "meta": {"security": security(*categories)},
+        "status": "preliminary",
+        "code": {
+            "coding": [coding(RISK_SYSTEM, "long-term-absence", "Risiko for langvarigt sygefravær")]
+        },
+        "subject": patient.ref(),
+        "encounter": encounter(),
+        "occurrenceDateTime": case.follow_ups[first].day.isoformat(),
+        "basis": [episode(), encounter()],
+        "mitigation": NOT_A_DECISION,
+    }
+    # The level as an extension, not prediction.qualitativeRisk: R4's ras-2 is evaluated as
+    # broken by validators whenever a prediction has no numeric probability, and a number
+    # would claim a precision the flag does not have.
+    resource["extension"] = [
+        {
+            "url": WARNING_LEVEL_URL,
+            "valueCodeableConcept": {"coding": [coding(PROBABILITY_SYSTEM, level)]},
+        }
+    ]
+    if caseworker is not None:
+        resource["performer"] = caseworker.ref()
+    if reasons:
+        resource["reasonCode"] = [
+            {"coding": [coding(REASON_SYSTEM, r.code, REASONS[r.code])], "text": r.detail}
+            for r in reasons
+        ]
+    return resource
+
+
 def _worked_week(
     worked: WorkedWeek,
     planned: Decimal | None,
@@ -480,6 +541,13 @@ def to_fhir_bundle(
                 },
                 local_key=f"{local_key}|assessment",
             )
+    held = [i for i, f in enumerate(case.follow_ups) if f.day >= case.first_day_of_absence]
+    if held:
+        first = min(held, key=lambda i: (case.follow_ups[i].day, i))
+        builder.owned(
+            _early_warning(case, categories, first, patient, episode, encounters[first], caseworker),
+            local_key="early-warning",
+        )
     closed = case.closing is not None
     plan_seen: dict[str, int] = {}
     for partial in case.partial_returns:

@@ -129,9 +129,10 @@ async def test_every_new_kind_passes_fhir_validate(
     assert loaded.status_code in (200, 201), loaded.text
     for entry in loaded.json()["entry"]:
         resource = entry.get("resource") or {}
-        if resource.get("resourceType") in ("Observation", "Task"):
+        if resource.get("resourceType") in ("Observation", "Task", "RiskAssessment"):
             kept[f"case-{resource['resourceType']}-{resource['id']}"] = resource
     assert any("hours-worked" in json.dumps(r) for r in kept.values())
+    assert any(r.get("resourceType") == "RiskAssessment" for r in kept.values())
     kept["notice"] = await _notice(settings)
 
     files = []

@@ -188,6 +188,13 @@ def minimal_examples(patient: str, organization: str, practitioner: str) -> dict
             "participant": [{"actor": subject, "status": "accepted"}],
         },
         {"resourceType": "Binary", "contentType": "text/plain", "data": "SGVq"},
+        {
+            "resourceType": "RiskAssessment",
+            "status": "preliminary",
+            "subject": subject,
+            "occurrenceDateTime": "2024-04-02",
+            "mitigation": "Et signal, ikke en afgørelse",
+        },
     ]
     return {e["resourceType"]: e for e in examples}
 
