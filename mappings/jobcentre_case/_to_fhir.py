@@ -545,7 +545,9 @@ def to_fhir_bundle(
     if held:
         first = min(held, key=lambda i: (case.follow_ups[i].day, i))
         builder.owned(
-            _early_warning(case, categories, first, patient, episode, encounters[first], caseworker),
+            _early_warning(
+                case, categories, first, patient, episode, encounters[first], caseworker
+            ),
             local_key="early-warning",
         )
     closed = case.closing is not None
