@@ -53,7 +53,8 @@ def refresh(
     report = asyncio.run(run())
     typer.echo(
         f"{report.today}: {report.checked} open deadlines, "
-        f"{len(report.turned_overdue)} turned overdue, {len(report.notified)} owners notified"
+        f"{len(report.turned_overdue)} turned overdue, {len(report.notified)} owners notified, "
+        f"{len(report.created)} note deadlines created, {len(report.met)} met by a note"
     )
     for ref, owner in report.notified:
         typer.echo(f"  notified {owner}: {ref}")

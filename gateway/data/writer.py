@@ -279,8 +279,14 @@ class GuardedWriter:
         stamped = self._authored(resource, previous)
         result = await self.raw.put(stamped, if_match=if_match, must_exist=must_exist, current=row)
         self.results.append(result)
-        if transition and not result.unchanged:
-            # The last writer is recorded, and grants nothing: the resource stays its author's.
+        by_other = (
+            previous is not None
+            and not self.operator
+            and author_of(previous) not in (None, self.principal.participant)
+        )
+        if (transition or by_other) and not result.unchanged:
+            # The last writer (a statement closing its Task, a Task's owner recording its
+            # fulfilment) is recorded, and grants nothing: the resource stays its author's.
             await self.raw.put(self._last_writer(result))
         return result
 

@@ -19,6 +19,7 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.coordination import refresh_deadlines
+from gateway.data.path import DataPath
 from gateway.settings import Settings
 from gateway.store.database import Database
 from gateway.store.repository import Store
@@ -245,7 +246,7 @@ async def test_the_owner_changes_only_the_fulfilment(as_: Any, change: str) -> N
     assert (await rehab.get(task_ref)).json()["meta"]["versionId"] == task["meta"]["versionId"]
 
 
-async def test_a_declined_referral(as_: Any) -> None:
+async def test_a_declined_referral(as_: Any, settings: Settings) -> None:
     jobcentre, _, task_ref = await _refer(as_)
     rehab = await as_(REHAB)
     task = (await rehab.get(task_ref)).json()
@@ -254,6 +255,18 @@ async def test_a_declined_referral(as_: Any) -> None:
     seen = (await jobcentre.get(task_ref)).json()
     assert seen["status"] == "rejected"
     assert seen["statusReason"]["coding"][0]["code"] == "no-capacity"
-    # Answered: never overdue, however late it gets.
     employer = await as_(EMPLOYER)
     assert (await employer.get(task_ref)).status_code == 404
+    # The unit wrote the job centre's Task: a Provenance names it as the last writer.
+    database = Database(settings.database_url)
+    try:
+        page = await DataPath.for_operator(Store(database, fhir_base=settings.fhir_base)).search(
+            "Provenance", [("target", f"{task_ref}/_history/2")]
+        )
+    finally:
+        await database.dispose()
+    [provenance] = page.result.matches
+    assert provenance["agent"][0]["who"]["reference"] == ORG[REHAB]
+    # Answered: never overdue, however late it gets.
+    report = await _refresh(settings, date(2027, 6, 1))
+    assert task_ref not in report.turned_overdue
