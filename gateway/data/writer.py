@@ -279,8 +279,10 @@ class GuardedWriter:
         stamped = self._authored(resource, previous)
         result = await self.raw.put(stamped, if_match=if_match, must_exist=must_exist, current=row)
         self.results.append(result)
+        # A Task changed by someone other than its author: its owner (consent rule task-owner).
         by_other = (
-            previous is not None
+            rtype == "Task"
+            and previous is not None
             and not self.operator
             and author_of(previous) not in (None, self.principal.participant)
         )
