@@ -26,6 +26,7 @@ from consent import (
     stamp_author,
 )
 from gateway.auth.principal import Principal
+from gateway.coordination.warning import add_score_reasons
 from gateway.data import DataPath, GuardedWriter, principal_for, run_transaction_in
 from gateway.errors import (
     BadRequest,
@@ -482,6 +483,9 @@ async def store_prepared(
         request_id = await link_statement_to_request(writer, bundle, mapped.answers_request)
     else:
         answered = await answering_statement(writer, bundle, source, now=now)
+    if mapped.format == "jobcentre-case":
+        # The scores the caseworker may see become reasons of the early warning.
+        bundle = await add_score_reasons(writer, bundle)
     response = await run_transaction_in(writer, bundle)
     # Conditional creates that matched a stored resource wrote nothing.
     matched = len(response["entry"]) - len(writer.results)

@@ -36,6 +36,7 @@ from mappings.coordination._warning import (
     Reason,
     early_warning_reasons,
     probability,
+    with_scores,
 )
 
 __all__ = [
@@ -70,4 +71,5 @@ __all__ = [
     "score_observation",
     "training_started",
     "waiting_days",
+    "with_scores",
 ]

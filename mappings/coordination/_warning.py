@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from mappings._codes import code_system
 from mappings.deadlines import PaidPeriod
@@ -35,6 +36,7 @@ REASONS: dict[str, str] = {
     "fear-avoidance": "Høj frygt-undgåelse (ÖMPQ)",
     "rtw-self-efficacy": "Lav tiltro til at vende tilbage til arbejdet",
 }
+SCORE_REASONS = frozenset({"fear-avoidance", "rtw-self-efficacy"})
 NOT_A_DECISION = "Et signal til sagsbehandleren med sine grunde; aldrig en automatisk afgørelse."
 
 
@@ -46,10 +48,12 @@ class Reason:
 
 def earlier_periods(first_day: date, payments: tuple[PaidPeriod, ...] | None) -> list[PaidPeriod]:
     """Paid sick-leave periods that ended before this absence, within the last two years."""
+    if not payments:
+        return []
     since = first_day - timedelta(days=LOOK_BACK_DAYS)
     return [
         p
-        for p in payments or ()
+        for p in payments
         if p.art != "barsel" and p.end is not None and since <= p.end < first_day
     ]
 
@@ -89,3 +93,35 @@ def early_warning_reasons(
 
 def probability(reasons: list[Reason]) -> str:
     return "high" if len(reasons) >= 2 else "moderate" if reasons else "low"
+
+
+def with_scores(warning: dict[str, Any], scores: Mapping[str, Decimal]) -> dict[str, Any]:
+    """The early warning with the score reasons ``scores`` give (current values by scale code,
+    as the caseworker may see them), its level recomputed; the input is left alone."""
+    added = early_warning_reasons(
+        first_day=date.min, payments=None, category=None, mental_health=False, scores=scores
+    )
+    if not added:
+        return warning
+    out = dict(warning)
+    codes = [
+        c
+        for c in out.get("reasonCode", [])
+        if not any(x.get("code") in SCORE_REASONS for x in c.get("coding", []))
+    ]
+    codes += [
+        {
+            "coding": [{"system": REASON_SYSTEM, "code": r.code, "display": REASONS[r.code]}],
+            "text": r.detail,
+        }
+        for r in added
+    ]
+    out["reasonCode"] = codes
+    level = probability([Reason("", "")] * len(codes))
+    out["extension"] = [
+        {**e, "valueCodeableConcept": {"coding": [{"system": PROBABILITY_SYSTEM, "code": level}]}}
+        if e.get("url", "").endswith("/early-warning-level")
+        else e
+        for e in out.get("extension", [])
+    ]
+    return out

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from mappings import map_document
-from mappings.coordination import early_warning_reasons, probability
+from mappings.coordination import Score, early_warning_reasons, probability, score_observation
 from mappings.deadlines import PaidPeriod
+from tests.deadlines.test_referral_loop import _refer
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "formats" / "samples"
 OLE = (SAMPLES / "jobcentre-case" / "sag-ole-aarhus.xml").read_text(encoding="utf-8")
@@ -125,13 +126,42 @@ async def test_the_caseworker_sees_it_nobody_else(as_: Any, name: str) -> None:
     assert not (await other.get("RiskAssessment")).json().get("entry")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not built: the rehab unit's scores are not yet fed into "
-    "the early warning (the case export has none; the gateway would have to read "
-    "the scores the caseworker may see under consent when it maps the case)",
-)
-def test_fear_avoidance_and_rtw_scores_from_the_notes_become_reasons() -> None:
-    warning = _warning(_with_payments(OLE, EARLIER))
-    assert warning is not None
-    assert "fear-avoidance" in [c["coding"][0]["code"] for c in warning["reasonCode"]]
+def _score(code: str, value: int, day: str, patient: str) -> dict[str, Any]:
+    return score_observation(
+        Score(code, Decimal(value), Decimal(value)),
+        patient=patient,
+        performer="Organization/org-aarhus-genoptraening",
+        effective=date.fromisoformat(day),
+    )
+
+
+@pytest.mark.parametrize("purpose", ["sickness-benefit-follow-up", None])
+async def test_scores_the_caseworker_may_see_become_reasons(as_: Any, purpose: str | None) -> None:
+    _, patient, _ = await _refer(as_)  # Ole's case, his consent (rehab-progress), a referral
+    rehab = await as_("aarhus-genoptraening")
+    for code, value, day in (
+        ("fear-avoidance", 21, "2026-10-15"),  # before the first follow-up (2026-10-22): counts
+        ("rtw-self-efficacy", 3, "2026-10-30"),  # measured after it: not "at the first"
+    ):
+        created = await rehab.post("Observation", _score(code, value, day, patient))
+        assert created.status_code == 201, created.text
+    caseworker = await as_("jobcenter-aarhus", purpose)
+    newer = OLE.replace("2026-11-03T12:00:00+01:00", "2026-11-10T12:00:00+01:00")
+    stored = await caseworker.client.post(
+        "/ingest/jobcentre-case",
+        content=newer.encode(),
+        headers={**caseworker.headers, "Content-Type": "application/xml"},
+    )
+    assert stored.status_code in (200, 201), stored.text
+    [warning] = [
+        e["resource"]
+        for e in stored.json()["entry"]
+        if e.get("resource", {}).get("resourceType") == "RiskAssessment"
+    ]
+    reasons = [c["coding"][0]["code"] for c in warning.get("reasonCode", [])]
+    if purpose is None:
+        assert reasons == []  # no consent for this purpose: the scores are not there to see
+    else:
+        assert reasons == ["fear-avoidance"]
+        assert warning["reasonCode"][0]["text"] == "ÖMPQ frygt-undgåelse 21 (≥ 15)"
+        assert warning["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] == "moderate"
