@@ -71,6 +71,9 @@ def register(app: typer.Typer) -> None:
         overdue: bool = typer.Option(False, "--overdue", help="only what is overdue today"),
         until: str | None = typer.Option(None, help="only what is due by this day (YYYY-MM-DD)"),
         on: str | None = typer.Option(None, help="judge as if today were this day"),
+        waiting: bool = typer.Option(
+            False, "--waiting", help="what it requested from others (notes due to it)"
+        ),
     ) -> None:
         """A participant's open Tasks, soonest due first, as it may see them (consent applies)."""
         settings = Settings()
@@ -87,6 +90,7 @@ def register(app: typer.Typer) -> None:
                     today=day,
                     overdue=overdue,
                     until=date.fromisoformat(until) if until else None,
+                    waiting=waiting,
                     enforce=settings.enforce_consent,
                 )
             finally:
@@ -97,7 +101,8 @@ def register(app: typer.Typer) -> None:
         if not tasks:
             console.print(f"nothing {'overdue' if overdue else 'open'} for {as_}")
             return
-        table = Table(title=f"Worklist of {as_} on {day} ({len(tasks)})")
+        kind = "Waiting for" if waiting else "Worklist of"
+        table = Table(title=f"{kind} {as_} on {day} ({len(tasks)})")
         for column in ("due", "status", "state", "what", "for", "task"):
             table.add_column(column, overflow="fold")
         for task in tasks:

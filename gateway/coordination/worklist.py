@@ -14,11 +14,18 @@ WORKLIST_LIMIT = 500
 
 
 def worklist_query(
-    participant: Participant, *, today: date, overdue: bool, until: date | None
+    participant: Participant,
+    *,
+    today: date,
+    overdue: bool,
+    until: date | None,
+    waiting: bool = False,
 ) -> list[tuple[str, str]]:
-    """The FHIR search a worklist is (the same one a client sends to ``GET /fhir/Task``)."""
+    """The FHIR search a worklist is (the same one a client sends to ``GET /fhir/Task``):
+    what the participant owns, or with ``waiting`` what it requested from others (a
+    caseworker's notes due from the rehabilitation unit)."""
     query = [
-        ("owner", f"Organization/{participant.organization_id}"),
+        ("requester" if waiting else "owner", f"Organization/{participant.organization_id}"),
         ("status", ",".join(sorted(OPEN_TASK_STATUSES))),
         ("_sort", "period"),
         ("_count", str(WORKLIST_LIMIT)),
@@ -37,12 +44,13 @@ async def worklist(
     today: date,
     overdue: bool = False,
     until: date | None = None,
+    waiting: bool = False,
     enforce: bool = True,
 ) -> list[dict[str, Any]]:
     data = DataPath(store, principal_for(participant), enforce=enforce)
     page = await data.search(
         "Task",
-        worklist_query(participant, today=today, overdue=overdue, until=until),
+        worklist_query(participant, today=today, overdue=overdue, until=until, waiting=waiting),
         max_count=WORKLIST_LIMIT,
     )
     return page.result.matches

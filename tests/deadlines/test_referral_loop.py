@@ -8,6 +8,7 @@ completes it. Over real sockets and as messages: tests/deadlines/test_loop_live.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from datetime import UTC, date, datetime
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from gateway.cli import app as cli
 from gateway.clock import ManualClock
 from gateway.coordination import refresh_deadlines
 from gateway.data.path import DataPath
@@ -113,7 +116,9 @@ def _as_transaction(collection: dict[str, Any], patient: str) -> dict[str, Any]:
     return bundle
 
 
-async def test_refer_accept_start_note_discharge(as_: Any, settings: Settings) -> None:
+async def test_refer_accept_start_note_discharge(
+    as_: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     jobcentre, patient, task_ref = await _refer(as_)
     rehab = await as_(REHAB)
     employer = await as_(EMPLOYER)
@@ -208,6 +213,17 @@ async def test_refer_accept_start_note_discharge(as_: Any, settings: Settings) -
     assert [e["resource"]["restriction"]["period"]["end"] for e in final.json()["entry"]] == [
         "2027-02-26"
     ]
+    # The same from the command line: what the caseworker waits for, what the unit owes.
+    monkeypatch.setenv("BROBYGGER_DATABASE_URL", settings.database_url)
+    runner = CliRunner()
+    for args in (
+        ["worklist", "--as", JOBCENTRE, "--waiting", "--on", "2027-02-27"],
+        ["worklist", "--as", REHAB, "--overdue", "--on", "2027-02-27"],
+    ):
+        shown = await asyncio.to_thread(runner.invoke, cli, args)
+        assert shown.exit_code == 0, shown.output
+        assert "final-note" in shown.output and "overdue" in shown.output
+        assert "status-note" not in shown.output  # met, no longer open
 
 
 @pytest.mark.parametrize(
