@@ -23,8 +23,10 @@ from mappings.coordination._referral import (
     discharged,
     output,
     referral_bundle,
+    training_course,
     training_started,
     waiting_days,
+    waiting_time,
 )
 from mappings.coordination._scales import SCALES, Scale
 from mappings.coordination._warning import (
@@ -69,7 +71,9 @@ __all__ = [
     "probability",
     "referral_bundle",
     "score_observation",
+    "training_course",
     "training_started",
     "waiting_days",
+    "waiting_time",
     "with_scores",
 ]

@@ -14,7 +14,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from mappings._codes import SICKNESS_BENEFIT_CASE, code_system, extension_url, security
+from mappings._codes import (
+    REHAB_PLAN,
+    SICKNESS_BENEFIT_CASE,
+    TASK_CODE_SYSTEM,
+    code_system,
+    extension_url,
+    security,
+)
 from mappings.deadlines import DEADLINE_SYSTEM, display, due_after
 
 REFERRAL_CATEGORY_SYSTEM = code_system("referral-category")
@@ -160,3 +167,35 @@ def discharged(task: dict[str, Any], day: date) -> dict[str, Any]:
 def waiting_days(received: date, started: date) -> int:
     """Waiting time, plan or referral received → training started (a manager's key figure)."""
     return (started - received).days
+
+
+def training_course(*, plan: str, patient: str, unit: str, started: date) -> dict[str, Any]:
+    """The unit's own record that training on a hospital's plan started (its waiting time).
+
+    A referral records this on its Task; a hospital plan (ServiceRequest, intent plan) has no
+    Task for the unit, so the unit writes one: ``fulfill`` the plan, started on ``started``.
+    """
+    return {
+        "resourceType": "Task",
+        "meta": {"security": security(REHAB_PLAN)},
+        "status": "in-progress",
+        "intent": "order",
+        "code": {"coding": [{"system": TASK_CODE_SYSTEM, "code": "fulfill"}]},
+        "description": "Genoptræning efter genoptræningsplanen",
+        "focus": {"reference": plan},
+        "basedOn": [{"reference": plan}],
+        "for": {"reference": patient},
+        "authoredOn": started.isoformat(),
+        "owner": {"reference": unit},
+        "executionPeriod": {"start": started.isoformat()},
+        "output": [output(TRAINING_START, started)],
+    }
+
+
+def waiting_time(request: dict[str, Any], task: dict[str, Any]) -> int | None:
+    """Days from the plan or referral (``authoredOn``) to the training start on its Task."""
+    received = str(request.get("authoredOn") or "")[:10]
+    started = str((task.get("executionPeriod") or {}).get("start") or "")[:10]
+    if not received or not started:
+        return None
+    return waiting_days(date.fromisoformat(received), date.fromisoformat(started))

@@ -290,3 +290,15 @@ def test_a_malformed_table_is_refused() -> None:
             'source = "s"\n'
         )
     assert json.dumps(rule_table().rules["contact"].display)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not built: the contact is due within a week of the employer's refund claim "
+    "(rules.toml after_refund_claim_days), but format 1.1 carries no claim date, so only the "
+    "weeks 5-8 window is applied",
+)
+def test_the_contact_falls_due_a_week_after_the_employers_refund_claim() -> None:
+    # A refund claim on 2026-09-10 would make the contact due 2026-09-17, before week 5.
+    xml = _with(OLE, "<Opfoelgninger>", '<Refusionskrav dato="2026-09-10"/>')
+    assert _due(_case(xml)["contact"]) == "2026-09-17"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,10 @@ from mappings.coordination import (
     discharged,
     note_bundle,
     referral_bundle,
+    training_course,
     training_started,
     waiting_days,
+    waiting_time,
 )
 from tests.consent.consent_builders import actor_org, consent, provision
 
@@ -286,3 +288,30 @@ async def test_a_declined_referral(as_: Any, settings: Settings) -> None:
     # Answered: never overdue, however late it gets.
     report = await _refresh(settings, date(2027, 6, 1))
     assert task_ref not in report.turned_overdue
+
+
+async def test_training_on_a_hospital_plan_gives_its_waiting_time(as_: Any) -> None:
+    hospital = await as_("auh-ortopaedi")
+    plan = (SAMPLES / "rehab-plan" / "ggop-shoulder-electrician.xml").read_bytes()
+    stored = await hospital.client.post(
+        "/ingest/rehab-plan",
+        content=plan,
+        headers={**hospital.headers, "Content-Type": "application/xml"},
+    )
+    assert stored.status_code == 201, stored.text
+    rehab = await as_(REHAB)
+    [request] = [
+        e["resource"] for e in (await rehab.get("ServiceRequest", intent="plan")).json()["entry"]
+    ]
+    started = date.fromisoformat(request["authoredOn"][:10]) + timedelta(days=9)
+    course = training_course(
+        plan=f"ServiceRequest/{request['id']}",
+        patient=request["subject"]["reference"],
+        unit=ORG[REHAB],
+        started=started,
+    )
+    created = await rehab.post("Task", course)
+    assert created.status_code == 201, created.text
+    assert waiting_time(request, created.json()) == 9
+    # The hospital's plan stays the hospital's: the unit's record is its own Task.
+    assert created.json()["meta"]["source"].endswith(REHAB)
