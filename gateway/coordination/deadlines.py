@@ -40,7 +40,11 @@ from gateway.messaging.message import (
     organization_entry,
     provenance_entry,
 )
-from gateway.participants.directory import Participant, ParticipantDirectory
+from gateway.participants.directory import (
+    Participant,
+    ParticipantDirectory,
+    organization_id_for,
+)
 from gateway.search.dates import format_instant, utc_now
 from gateway.settings import Settings
 from gateway.store.repository import Store
@@ -270,7 +274,9 @@ async def _answer_notes(data: DataPath, tasks: list[dict[str, Any]], report: Ref
         notes = [
             c
             for c in page.result.matches
-            if owner is not None and f"Organization/org-{author_of(c)}" == owner
+            if owner is not None
+            and (author := author_of(c)) is not None
+            and f"Organization/{organization_id_for(author)}" == owner
         ]
         if not notes:
             continue

@@ -315,3 +315,27 @@ async def test_training_on_a_hospital_plan_gives_its_waiting_time(as_: Any) -> N
     assert waiting_time(request, created.json()) == 9
     # The hospital's plan stays the hospital's: the unit's record is its own Task.
     assert created.json()["meta"]["source"].endswith(REHAB)
+
+
+async def test_only_the_owners_note_meets_its_deadline(as_: Any, settings: Settings) -> None:
+    _, _, task_ref = await _refer(as_)
+    rehab = await as_(REHAB)
+    task = (await rehab.get(task_ref)).json()
+    answered = await rehab.put(task_ref, training_started(task, date(2026, 11, 30)))
+    assert answered.status_code == 200, answered.text
+    await _refresh(settings, date(2026, 12, 1))
+    owned = await rehab.get("Task", owner=ORG[REHAB], code=f"{DEADLINE}|status-note")
+    [note_task] = [e["resource"] for e in owned.json()["entry"]]
+    # Someone else (a GP clinic) writes a Communication claiming to answer it: not the owner's.
+    forged = {
+        "resourceType": "Communication",
+        "status": "completed",
+        "basedOn": [{"reference": f"Task/{note_task['id']}"}],
+        "sent": "2026-12-20",
+    }
+    gp = await as_("laegerne-soendergade")
+    assert (await gp.post("Communication", forged)).status_code == 201
+    report = await _refresh(settings, date(2026, 12, 21))
+    assert report.met == []
+    still = (await rehab.get(f"Task/{note_task['id']}")).json()
+    assert still["status"] == "requested"
