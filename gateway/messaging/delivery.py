@@ -323,7 +323,9 @@ class DeliveryWorker:
         """The receiver's Acknowledgement in a 2xx answer (signed by its registered key)."""
         try:
             opened = envelope.open_envelope(
-                response.content, gateway_encryption_keys(self.settings)
+                response.content,
+                gateway_encryption_keys(self.settings),
+                max_bytes=self.settings.max_message_bytes,
             )
             envelope.verify(opened, signing_keys(receiver), who=receiver.name)
             ack = json.loads(opened.payload)

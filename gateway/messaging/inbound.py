@@ -142,7 +142,7 @@ class Inbound:
                 f"send the message as {MEDIA_TYPE} (a JWE holding a JWS)",
                 expression="Content-Type",
             )
-        opened = open_envelope(body, gateway_encryption_keys(self.settings))
+        opened = open_envelope(body, gateway_encryption_keys(self.settings), max_bytes=limit)
         if not opened.encrypted and self.settings.message_encryption == "required":
             raise BadRequest(
                 "this gateway accepts encrypted messages only (a JWE holding the JWS)",

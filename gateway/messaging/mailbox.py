@@ -357,7 +357,9 @@ async def acknowledge(
             f"send the signed Acknowledgement as {envelope.MEDIA_TYPE}", expression="Content-Type"
         )
     participant = await _caller(database, caller)
-    opened = envelope.open_envelope(body, gateway_encryption_keys(settings))
+    opened = envelope.open_envelope(
+        body, gateway_encryption_keys(settings), max_bytes=settings.max_body_bytes
+    )
     envelope.verify(opened, signing_keys(participant), who=caller)
     ack_bundle = _read_bundle(opened.payload)
     info = outbound.read_ack_header(ack_bundle)
