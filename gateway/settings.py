@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     message_encryption: Literal["required", "optional"] = "required"
     message_window_seconds: int = 900
     max_message_bytes: int = 8 * 1024 * 1024
+    # The gateway Organization that sends the gateway's own acknowledgements (MedCom requires
+    # a SOR code and an EAN/GLN on every message's sender). The defaults are placeholders
+    # for development: set the gateway's registered ones in production.
+    gateway_sor: str = "999999999999999"
+    gateway_ean: str = "5790000999996"
     # Bearer token for /metrics (and, besides participants' access tokens, /docs and
     # /openapi.json). Unset: the file <keys_dir>/operator-token, generated on first start
     # outside production (gateway/ops/_operator.py).

@@ -148,14 +148,16 @@ def _decrypt(token: str, header: dict[str, Any], keys: list[Key], max_bytes: int
     """
     registry = jwe_registry([str(header["alg"]), CONTENT_ENCRYPTION], max_bytes)
     try:
-        jwe.extract_compact(token.encode("ascii"), registry=registry)
+        jwe.extract_compact(token.encode("ascii"), registry=registry)  # type: ignore[attr-defined]
     except ExceededSizeError as exc:
         raise PayloadTooLarge(
             f"a part of the JWE is larger than the message limit of {max_bytes} bytes",
             expression="body",
         ) from exc
     except (JoseError, ValueError) as exc:
-        raise NotJose("the JWE cannot be parsed (compact serialization)", expression="body") from exc
+        raise NotJose("the JWE cannot be parsed (compact serialization)", expression="body") from (
+            exc
+        )
     kid = header.get("kid")
     candidates = [k for k in keys if kid is None or kid == kid_of(k)]
     if not candidates:

@@ -50,6 +50,7 @@ from gateway.messaging.envelope import MEDIA_TYPE, WrongSigner, open_envelope, v
 from gateway.messaging.keys import gateway_encryption_keys, signing_keys
 from gateway.messaging.message import (
     ACKNOWLEDGEMENT,
+    MEDCOM_STANDARD_EVENTS,
     MEETING_INVITATION,
     MessageInvalid,
     ParsedMessage,
@@ -59,7 +60,7 @@ from gateway.messaging.message import (
     resolver,
 )
 from gateway.participants.directory import Participant, ParticipantDirectory
-from gateway.participants.identifiers import UNIQUE_SYSTEMS
+from gateway.participants.identifiers import CVR, EAN, SOR, UNIQUE_SYSTEMS, YDER
 from gateway.search.dates import utc_now
 from gateway.settings import Settings
 from gateway.store.repository import Store
@@ -85,9 +86,16 @@ class Answer:
     repeated: bool = False
 
 
+# What a resend may change (MedCom reliable messaging: a resent message keeps its
+# MessageHeader.id and gets a new Bundle.id and timestamp): not part of the content.
+_ENVELOPE_FIELDS = frozenset({"id", "timestamp", "meta"})
+
+
 def content_hash(bundle: dict[str, Any]) -> str:
-    """Equal for the same message content, however it was serialised."""
-    canonical = json.dumps(bundle, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """Equal for the same message content, however it was serialised and whatever the
+    Bundle's own id and timestamp (a resend is the same message)."""
+    content = {k: v for k, v in bundle.items() if k not in _ENVELOPE_FIELDS}
+    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -122,14 +130,30 @@ class Inbound:
         sender: Party | None,
         issues: list[Issue] | None = None,
     ) -> Answer:
-        ack = acks.build_ack(
-            acknowledged=acknowledged or "unknown",
+        ack = self._ack(acknowledged or "unknown", code, bundle, sender, issues)
+        return Answer(code, ack, _status(code))
+
+    def _ack(
+        self,
+        acknowledged: str,
+        code: str,
+        bundle: dict[str, Any],
+        sender: Party | None,
+        issues: list[Issue] | None = None,
+    ) -> dict[str, Any]:
+        """The gateway's own acknowledgement (its receipt), from the gateway Organization."""
+        return acks.build_ack(
+            acknowledged=acknowledged,
             code=code,
             issues=issues,
+            sender_org=acks.gateway_organization(
+                self.settings.gateway_sor, self.settings.gateway_ean
+            ),
             receiver_org=_org_of(bundle, sender),
             base=self.settings.fhir_base,
+            original_provenance=acks.acknowledged_provenance(bundle, acknowledged),
+            receipt=True,
         )
-        return Answer(code, ack, _status(code))
 
     # --- the steps -------------------------------------------------------------------------
 
@@ -170,8 +194,15 @@ class Inbound:
         try:
             parsed = parse_message(bundle)
         except MessageInvalid as exc:
-            return self._answer(acks.FATAL, header_id, bundle, _sender_party(bundle), exc.issues)
-        sender = await self._participant(parsed.sender)
+            # Name everything that is missing at once: MedCom's rules and base FHIR R4.
+            issues = [*exc.issues, *_structure_issues(bundle, exc.issues)]
+            return self._answer(acks.FATAL, header_id, bundle, _sender_party(bundle), issues)
+        try:
+            sender = await self._party_participant(
+                parsed.sender, parsed.event, "Bundle.entry[0].resource.sender"
+            )
+        except MessageInvalid as exc:
+            return self._answer(acks.FATAL, header_id, bundle, parsed.sender, exc.issues)
         if sender is None or sender.name != client.name:
             raise WrongSigner(
                 "MessageHeader.sender is not the authenticated client that signed the message",
@@ -202,7 +233,14 @@ class Inbound:
 
     def _repeat(self, seen: records.MessageRecord, digest: str, bundle: dict[str, Any]) -> Answer:
         if seen.content_sha256 == digest:
-            return Answer(seen.ack_code, seen.ack, _status(seen.ack_code), seen.key, repeated=True)
+            # A resend (maybe with a new Bundle.id): the original acknowledgement again.
+            return Answer(
+                seen.ack_code,
+                acks.reissued(seen.ack),
+                _status(seen.ack_code),
+                seen.key,
+                repeated=True,
+            )
         return self._answer(
             acks.FATAL,
             seen.message_id,
@@ -220,6 +258,60 @@ class Inbound:
 
     async def _participant(self, party: Party) -> Participant | None:
         return await self._holder(party.unique_identifiers())
+
+    async def _party_participant(self, party: Party, event: str, where: str) -> Participant | None:
+        """The participant a sender or receiver names, checked against the directory.
+
+        Every SOR, EAN, YDER and CVR the Organization carries must be the one participant's
+        (a SOR of one organisation with the EAN of another is a contradiction, named); in
+        MedCom's own standards (CareCommunication, HospitalNotification) a party registered
+        with both a SOR and an EAN must carry both (medcom-messaging-organization).
+        """
+        found = await self._agreeing_holder(party.identifiers, where)
+        if found is not None and event in MEDCOM_STANDARD_EVENTS:
+            carried = {i["system"] for i in party.identifiers}
+            registered = {i["system"] for i in found.identifiers}
+            missing = [
+                name
+                for system, name in ((SOR, "SOR"), (EAN, "EAN"))
+                if system in registered and system not in carried
+            ]
+            if missing:
+                raise MessageInvalid(
+                    f"a MedCom {event} names each party by SOR and EAN; this Organization "
+                    f"lacks its {' and '.join(missing)} ({found.name} is registered with both)",
+                    expression=f"{where} → Organization.identifier",
+                )
+        return found
+
+    async def _agreeing_holder(
+        self, identifiers: list[dict[str, str]], where: str
+    ) -> Participant | None:
+        """The one participant these identifiers name; MessageInvalid when they disagree."""
+        if self._participants is None:
+            self._participants = await self.directory.list()
+        unique = [i for i in identifiers if i["system"] in UNIQUE_SYSTEMS]
+        holders: list[tuple[dict[str, str], Participant | None]] = [
+            (i, next((p for p in self._participants if i in p.identifiers), None)) for i in unique
+        ]
+        found = next((p for _, p in holders if p is not None), None)
+        if found is None:
+            return None
+        anchor = next(i for i, p in holders if p is found)
+        for ident, holder in holders:
+            registered = found.identifier(ident["system"])
+            if holder is not None and holder.name != found.name:
+                conflict = f"{holder.name!r}"
+            elif holder is None and registered is not None and registered != ident["value"]:
+                conflict = f"no participant ({found.name!r} is registered with another)"
+            else:
+                continue
+            raise MessageInvalid(
+                f"the Organization's identifiers contradict the participant directory: "
+                f"{_named(anchor)} is {found.name!r}, but {_named(ident)} is {conflict}",
+                expression=f"{where} → Organization.identifier",
+            )
+        return found
 
     async def _holder(self, identifiers: list[dict[str, str]]) -> Participant | None:
         """The participant registered with one of these (normalised) unique identifiers.
@@ -253,7 +345,11 @@ class Inbound:
             )
         receivers: list[tuple[Participant, str]] = []
         for index, party in enumerate(parsed.receivers):
-            participant = await self._participant(party)
+            participant = await self._party_participant(
+                party,
+                parsed.event,
+                f"Bundle.entry[0].resource.destination[{index}].receiver",
+            )
             if participant is None:
                 raise MessageInvalid(
                     "the receiver is not a registered participant",
@@ -294,12 +390,7 @@ class Inbound:
             _refuse_diagnoses(content)
         key = str(uuid.uuid4())
         primary = next(p for p, role in receivers if role == "primary")
-        ack = acks.build_ack(
-            acknowledged=parsed.header_id,
-            code=acks.OK,
-            receiver_org=_org_of(parsed.bundle, parsed.sender),
-            base=self.settings.fhir_base,
-        )
+        ack = self._ack(parsed.header_id, acks.OK, parsed.bundle, parsed.sender)
         # Everything that reads the directory happens before the write transaction: a
         # transaction must never wait for a second pool connection (under load they all
         # would, and the pool would stall).
@@ -372,12 +463,7 @@ class Inbound:
                     "the acknowledgement answers no message delivered to this participant",
                     expression="Bundle.entry[0].resource.response.identifier",
                 )
-        ack = acks.build_ack(
-            acknowledged=parsed.header_id,
-            code=acks.OK,
-            receiver_org=_org_of(parsed.bundle, parsed.sender),
-            base=self.settings.fhir_base,
-        )
+        ack = self._ack(parsed.header_id, acks.OK, parsed.bundle, parsed.sender)
         return Answer(acks.OK, ack, 200)
 
     def _authorize(self, types: set[str]) -> None:
@@ -441,7 +527,9 @@ class Inbound:
         return {"resourceType": "Bundle", "type": "transaction", "entry": out}
 
     async def _registered_org(self, org: dict[str, Any]) -> Participant | None:
-        return await self._holder(normalised_identifiers(org))
+        return await self._agreeing_holder(
+            normalised_identifiers(org), f"Organization/{org.get('id', '?')}"
+        )
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -453,6 +541,24 @@ def _header_id(bundle: dict[str, Any]) -> str:
     header = first.get("resource") if isinstance(first, dict) else None
     hid = header.get("id") if isinstance(header, dict) else None
     return hid if isinstance(hid, str) else ""
+
+
+_SYSTEM_NAMES = {SOR: "SOR", EAN: "EAN", YDER: "YDER", CVR: "CVR"}
+
+
+def _named(ident: dict[str, str]) -> str:
+    """``SOR 265161000016000`` (organisation identifiers are directory data, not health data)."""
+    return f"{_SYSTEM_NAMES.get(ident['system'], ident['system'])} {ident['value']}"
+
+
+def _structure_issues(bundle: dict[str, Any], known: list[Issue]) -> list[Issue]:
+    """Base-R4 problems of a message that broke MedCom's rules (not those already named)."""
+    try:
+        pipeline.validate_bundle(bundle)
+    except GatewayError as exc:
+        named = {(i.expression or "") for i in known}
+        return [i for i in exc.issues if (i.expression or "") not in named]
+    return []
 
 
 def _sender_party(bundle: dict[str, Any]) -> Party | None:
