@@ -16,6 +16,7 @@ when the store is unavailable. Nothing is stored unless the answer is ``ok``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import text
 
@@ -35,7 +37,7 @@ from consent import (
     strip_gateway_tags,
 )
 from gateway.auth.principal import Principal
-from gateway.data import DataPath, rewrite_references, run_transaction_in
+from gateway.data import DataPath, GuardedWriter, rewrite_references, run_transaction_in
 from gateway.errors import (
     BadRequest,
     Forbidden,
@@ -63,6 +65,7 @@ from gateway.participants.directory import Participant, ParticipantDirectory
 from gateway.participants.identifiers import CVR, EAN, SOR, UNIQUE_SYSTEMS, YDER
 from gateway.search.dates import utc_now
 from gateway.settings import Settings
+from gateway.store.identities import cpr_identifiers, system_name
 from gateway.store.repository import Store
 from mappings import MAX_DOCUMENT_BYTES
 from mappings._codes import DIAGNOSIS_SYSTEMS
@@ -394,18 +397,18 @@ class Inbound:
         # Everything that reads the directory happens before the write transaction: a
         # transaction must never wait for a second pool connection (under load they all
         # would, and the pool would stall).
-        transaction = (
-            None
-            if prepared is not None
-            else await self._transaction(
+        transaction: dict[str, Any] | None = None
+        names: dict[str, list[str]] = {}
+        if prepared is None:
+            transaction, names = await self._transaction(
                 parsed.bundle,
                 primary,
                 # A job centre's round-table invitation reaches every invitee, the employer
                 # too, on that legal basis (the Appointment; the rest under consent).
                 invitation=parsed.event == MEETING_INVITATION and client.kind == "jobcentre",
             )
-        )
         data = DataPath(self.store, self.principal, enforce=self.settings.enforce_consent)
+        origins: dict[str, str] | None = None
         async with data.write("message", link_identities=True, interaction="create") as writer:
             await self._lock(writer, client.name, parsed.header_id)
             seen = await records.find_message(writer.conn, client.name, parsed.header_id)
@@ -416,7 +419,10 @@ class Inbound:
                 result = await pipeline.store_prepared(writer, prepared, now=now)
                 stored = _locations(result.response)
             else:
-                stored = _locations(await run_transaction_in(writer, transaction))
+                await _link_patients(writer, transaction, record_facts=client.kind in _FACT_KINDS)
+                response = await run_transaction_in(writer, transaction)
+                stored = _locations(response)
+                origins = _origins(transaction, response, names)
             await records.insert_message(
                 writer,
                 records.MessageRecord(
@@ -432,6 +438,7 @@ class Inbound:
                     ack=ack,
                     resources=stored,
                     reply_to=None,
+                    origins=origins,
                 ),
             )
             for participant, role in receivers:
@@ -483,16 +490,19 @@ class Inbound:
 
     async def _transaction(
         self, bundle: dict[str, Any], primary: Participant, *, invitation: bool = False
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, list[str]]]:
         """The message's content as a transaction Bundle.
 
         Organizations of registered participants become references to their Organization;
         other shared resources (Patient, Practitioner, unregistered Organizations) are
         conditional creates on their first identifier; the rest are created, stamped with
-        the sender as author and tagged for the primary receiver.
+        the sender as author and tagged for the primary receiver. A Patient matches on any of
+        its CPR-system identifiers (CPR, replacement CPRs). Also returns, per entry (its
+        ``urn:uuid:``), the names it had in the message (fullUrl, ``Type/id``).
         """
         targets: dict[str, str] = {}
         entries: list[tuple[str, dict[str, Any]]] = []
+        named: dict[str, list[str]] = {}
         for entry in bundle.get("entry", []):
             resource = entry.get("resource")
             if not isinstance(resource, dict) or resource.get("resourceType") in _MESSAGE_TYPES:
@@ -509,6 +519,7 @@ class Inbound:
             for name in names:
                 targets[name] = urn
             entries.append((urn, resource))
+            named[urn] = names
         out = []
         for urn, resource in entries:
             rtype = str(resource["resourceType"])
@@ -516,15 +527,18 @@ class Inbound:
             body = strip_gateway_tags(rewrite_references(_fresh(resource), targets))
             request: dict[str, Any] = {"method": "POST", "url": rtype}
             if rtype in _SHARED:
+                citizen = cpr_identifiers(body) if rtype == "Patient" else []
                 ident = _first_identifier(body)
-                if ident is not None:
+                if citizen:
+                    request["ifNoneExist"] = _any_identifier(citizen)
+                elif ident is not None:
                     request["ifNoneExist"] = f"identifier={ident['system']}|{ident['value']}"
             else:
                 body = _tag(body, primary.name)
                 if invitation and rtype == "Appointment":
                     body = _with_legal_basis(body, ROUND_TABLE_INVITATION)
             out.append({"fullUrl": urn, "resource": body, "request": request})
-        return {"resourceType": "Bundle", "type": "transaction", "entry": out}
+        return {"resourceType": "Bundle", "type": "transaction", "entry": out}, named
 
     async def _registered_org(self, org: dict[str, Any]) -> Participant | None:
         return await self._agreeing_holder(
@@ -593,6 +607,90 @@ def _fresh(resource: dict[str, Any]) -> dict[str, Any]:
     else:
         body.pop("meta", None)
     return body
+
+
+# Who states facts about a citizen that update the stored Patient (deceased, address, name):
+# the health side. Others' messages link to the Patient and change nothing of it.
+_FACT_KINDS = frozenset({"hospital", "gp", "rehab-unit"})
+# What a later message may say about a citizen; the rest of the stored Patient stays.
+_FACTS = ("name", "telecom", "gender", "birthDate", "address", "maritalStatus")
+_DECEASED = ("deceasedBoolean", "deceasedDateTime")
+
+
+def _any_identifier(pairs: list[tuple[str, str]]) -> str:
+    """A conditional criterion matching any of ``pairs`` (token search, comma = or)."""
+    return "identifier=" + ",".join(quote(f"{s}|{v}", safe="") for s, v in pairs)
+
+
+def _merged_into(incoming: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    return merged_patient(stored, incoming)
+
+
+def merged_patient(stored: dict[str, Any], incoming: dict[str, Any]) -> dict[str, Any]:
+    """The stored Patient with what a later message states: its identifiers added, its
+    name, address, telecom, … and deceased[x] taking the place of the stored ones."""
+    out = {k: v for k, v in stored.items() if k not in _DECEASED}
+    identifiers = list(stored.get("identifier") or [])
+    for ident in incoming.get("identifier") or []:
+        if isinstance(ident, dict) and all(
+            (i.get("system"), i.get("value")) != (ident.get("system"), ident.get("value"))
+            for i in identifiers
+        ):
+            identifiers.append(ident)
+    if identifiers:
+        out["identifier"] = identifiers
+    for key in _FACTS:
+        if key in incoming:
+            out[key] = incoming[key]
+    said = [k for k in _DECEASED if k in incoming]
+    if said:
+        out[said[0]] = incoming[said[0]]
+    else:
+        out.update({k: stored[k] for k in _DECEASED if k in stored})
+    return out
+
+
+async def _link_patients(
+    writer: GuardedWriter, transaction: dict[str, Any], *, record_facts: bool
+) -> None:
+    """Each Patient of the message: the one stored Patient holding any of its CPR-system
+    identifiers (its newer facts recorded as a new version when ``record_facts``), else
+    new. Identifiers of two stored Patients in one message are refused, named by system."""
+    for entry in transaction["entry"]:
+        resource = entry["resource"]
+        if resource.get("resourceType") != "Patient":
+            continue
+        citizen = cpr_identifiers(resource)
+        if not citizen:
+            continue
+        ids = await writer.citizen_ids(_any_identifier(citizen))
+        if len(ids) > 1:
+            raise MessageInvalid(
+                "the Patient's identifiers ("
+                + ", ".join(system_name(s) for s, _ in citizen)
+                + ") belong to two stored Patients; an operator merges them "
+                "(brobygger patients duplicates / merge) before the message can be accepted",
+                expression="Patient.identifier",
+            )
+        if not ids:
+            continue
+        entry["request"]["ifNoneExist"] = f"_id={ids[0]}"
+        if record_facts:
+            await writer.record_identity_facts(ids[0], functools.partial(_merged_into, resource))
+
+
+def _origins(
+    transaction: dict[str, Any], response: dict[str, Any], names: dict[str, list[str]]
+) -> dict[str, str]:
+    """Each name an entry had in the message → the ``Type/id`` it was stored as."""
+    found: dict[str, str] = {}
+    for entry, answer in zip(transaction["entry"], response.get("entry", []), strict=False):
+        location = str((answer.get("response") or {}).get("location", "")).split("/")
+        if len(location) < 2:
+            continue
+        for name in names.get(entry["fullUrl"], []):
+            found[name] = f"{location[0]}/{location[1]}"
+    return found
 
 
 def _first_identifier(resource: dict[str, Any]) -> dict[str, str] | None:
