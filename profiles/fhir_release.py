@@ -7,6 +7,7 @@ asks this module to check or build a resource.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -123,4 +124,72 @@ def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, 
     if broken:
         raise ResourceInvalid([ResourceIssue(where, text) for where, text in broken])
     dumped: dict[str, Any] = parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return dumped
+
+
+# --- FHIR XML ------------------------------------------------------------------------------
+# fhir.resources 8 reads FHIR XML itself (``model_validate_xml``, built on lxml): the element
+# order, ``value`` attributes, the xhtml narrative and nested resources are its work, not
+# ours. We only hand it a hardened parser: no DTD, no entities, no network, no huge trees.
+
+
+def _hardened_parser() -> Any:
+    from lxml import etree
+
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
+
+
+def resource_from_xml(raw: bytes) -> dict[str, Any]:
+    """A FHIR R4 resource in XML (``application/fhir+xml``) as wire JSON.
+
+    Raises ``ResourceInvalid``: not well-formed (the line, never the content), a DOCTYPE or
+    entity declaration, an unknown root, or a resource the R4 models refuse (element paths).
+    """
+    from lxml import etree
+
+    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
+        raise ResourceInvalid(
+            [ResourceIssue("/", "a DOCTYPE or ENTITY declaration is not allowed")]
+        )
+    parser = _hardened_parser()
+    try:
+        root = etree.fromstring(raw, parser)
+    except etree.XMLSyntaxError as exc:
+        where = f"line {exc.lineno}" if exc.lineno else "unknown position"
+        raise ResourceInvalid([ResourceIssue("/", f"not well-formed XML (at {where})")]) from exc
+    except ValueError as exc:
+        raise ResourceInvalid([ResourceIssue("/", "not a readable XML document")]) from exc
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        raise ResourceInvalid(
+            [ResourceIssue("/", "a DOCTYPE or ENTITY declaration is not allowed")]
+        )
+    qname = etree.QName(root)
+    if qname.namespace != "http://hl7.org/fhir" or not is_resource_type(qname.localname):
+        raise ResourceInvalid(
+            [ResourceIssue("/", "the root is not a FHIR resource (namespace http://hl7.org/fhir)")]
+        )
+    model = _model_class(qname.localname)
+    try:
+        parsed = model.model_validate_xml(etree.tostring(root), xmlparser=_hardened_parser())
+    except ValidationError as exc:
+        issues = [
+            ResourceIssue(_location(qname.localname, tuple(err["loc"])), err["msg"])
+            for err in exc.errors(include_input=False, include_url=False)
+        ]
+        raise ResourceInvalid(issues) from exc
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ResourceInvalid(
+            [ResourceIssue(qname.localname, "not readable as FHIR R4 XML")]
+        ) from exc
+    dumped: dict[str, Any] = json.loads(parsed.model_dump_json())
     return dumped

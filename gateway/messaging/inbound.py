@@ -61,7 +61,7 @@ from gateway.messaging.message import (
     parse_message,
     resolver,
 )
-from gateway.participants.directory import Participant, ParticipantDirectory
+from gateway.participants.directory import PLAIN, Participant, ParticipantDirectory
 from gateway.participants.identifiers import CVR, EAN, SOR, UNIQUE_SYSTEMS, YDER
 from gateway.search.dates import utc_now
 from gateway.settings import Settings
@@ -69,6 +69,7 @@ from gateway.store.identities import cpr_identifiers, system_name
 from gateway.store.repository import Store
 from mappings import MAX_DOCUMENT_BYTES
 from mappings._codes import DIAGNOSIS_SYSTEMS
+from profiles.fhir_release import ResourceInvalid, resource_from_xml
 
 log = logging.getLogger(__name__)
 
@@ -164,28 +165,42 @@ class Inbound:
         limit = min(self.settings.max_message_bytes, self.settings.max_body_bytes)
         if len(body) > limit:
             raise PayloadTooLarge(f"the message is larger than {limit} bytes")
-        if media_type != MEDIA_TYPE:
+        if media_type in PLAIN_MEDIA_TYPES:
+            client = await self._client()
+            if client.transport != PLAIN:
+                raise UnsupportedMediaType(
+                    f"{client.name} is registered for the JOSE envelope: send the message as "
+                    f"{MEDIA_TYPE} (a JWE holding a JWS). An operator registers a MedCom system "
+                    "for plain FHIR: brobygger participants set-transport NAME plain",
+                    expression="Content-Type",
+                )
+            bundle = _plain_bundle(body, PLAIN_MEDIA_TYPES[media_type])
+            # Kept as received (the authenticated TLS connection and token vouch for it).
+            signed = body.decode("utf-8", errors="replace")
+        elif media_type == MEDIA_TYPE:
+            opened = open_envelope(body, gateway_encryption_keys(self.settings), max_bytes=limit)
+            if not opened.encrypted and self.settings.message_encryption == "required":
+                raise BadRequest(
+                    "this gateway accepts encrypted messages only (a JWE holding the JWS)",
+                    expression="body",
+                )
+            client = await self._client()
+            await self._check_signer(opened.header.get("kid"), client)
+            verify(opened, signing_keys(client), who=client.name)
+            signed = opened.signed
+            try:
+                bundle = json.loads(opened.payload)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise BadRequest("the signed payload is not JSON", expression="body") from exc
+        else:
             raise UnsupportedMediaType(
-                f"send the message as {MEDIA_TYPE} (a JWE holding a JWS)",
+                f"send the message as {MEDIA_TYPE} (a JWE holding a JWS); a participant "
+                "registered for plain transport sends application/fhir+json or "
+                "application/fhir+xml",
                 expression="Content-Type",
             )
-        opened = open_envelope(body, gateway_encryption_keys(self.settings), max_bytes=limit)
-        if not opened.encrypted and self.settings.message_encryption == "required":
-            raise BadRequest(
-                "this gateway accepts encrypted messages only (a JWE holding the JWS)",
-                expression="body",
-            )
-        client = await self.directory.find(self.principal.participant)
-        if client is None:
-            raise Forbidden("the authenticated client is not a registered participant")
-        await self._check_signer(opened.header.get("kid"), client)
-        verify(opened, signing_keys(client), who=client.name)
-        try:
-            bundle = json.loads(opened.payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest("the signed payload is not JSON", expression="body") from exc
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-            raise BadRequest("the signed payload is not a FHIR Bundle", expression="body")
+            raise BadRequest("the message is not a FHIR Bundle", expression="body")
         header_id = _header_id(bundle)
         digest = content_hash(bundle)
         # Seen before? (before the window: a late retry of an acknowledged message is fine)
@@ -212,13 +227,19 @@ class Inbound:
                 expression="Bundle.entry[0].resource.sender",
             )
         try:
-            return await self._accept(parsed, client, opened.signed, digest, now)
+            return await self._accept(parsed, client, signed, digest, now)
         except GatewayError as exc:
             if exc.status == 503:
                 return self._answer(acks.TRANSIENT, header_id, bundle, parsed.sender, exc.issues)
             if 400 <= exc.status < 500:
                 return self._answer(acks.FATAL, header_id, bundle, parsed.sender, exc.issues)
             raise
+
+    async def _client(self) -> Participant:
+        client = await self.directory.find(self.principal.participant)
+        if client is None:
+            raise Forbidden("the authenticated client is not a registered participant")
+        return client
 
     async def _check_signer(self, kid: Any, client: Participant) -> None:
         """A kid registered to someone else is refused by name (sender ≠ signer)."""
@@ -555,6 +576,32 @@ def _header_id(bundle: dict[str, Any]) -> str:
     header = first.get("resource") if isinstance(first, dict) else None
     hid = header.get("id") if isinstance(header, dict) else None
     return hid if isinstance(hid, str) else ""
+
+
+# Plain transport (a participant registered for it): a FHIR message Bundle as JSON or XML.
+PLAIN_MEDIA_TYPES = {
+    "application/fhir+json": "json",
+    "application/json": "json",
+    "application/fhir+xml": "xml",
+    "application/xml": "xml",
+}
+
+
+def _plain_bundle(body: bytes, syntax: str) -> Any:
+    """The message Bundle of a plain request: JSON, or FHIR XML read by the FHIR models'
+    own XML reader through a hardened lxml parser (profiles.fhir_release)."""
+    if syntax == "xml":
+        try:
+            return resource_from_xml(body)
+        except ResourceInvalid as exc:
+            raise BadRequest(
+                "the body is not a FHIR resource in XML",
+                issues=[Issue("structure", i.message, i.expression) for i in exc.issues],
+            ) from exc
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("the body is not JSON", expression="body") from exc
 
 
 _SYSTEM_NAMES = {SOR: "SOR", EAN: "EAN", YDER: "YDER", CVR: "CVR"}
