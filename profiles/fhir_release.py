@@ -186,10 +186,59 @@ def resource_from_xml(raw: bytes) -> dict[str, Any]:
             ResourceIssue(_location(qname.localname, tuple(err["loc"])), err["msg"])
             for err in exc.errors(include_input=False, include_url=False)
         ]
-        raise ResourceInvalid(issues) from exc
+        raise ResourceInvalid(_entry_issues(root) or issues) from exc
     except (KeyError, ValueError, TypeError) as exc:
         raise ResourceInvalid(
-            [ResourceIssue(qname.localname, "not readable as FHIR R4 XML")]
+            _entry_issues(root) or [ResourceIssue(qname.localname, "not readable as FHIR R4 XML")]
         ) from exc
     dumped: dict[str, Any] = json.loads(parsed.model_dump_json())
     return dumped
+
+
+def _entry_issues(root: Any) -> list[ResourceIssue]:
+    """A Bundle's entries one by one: the models' XML reader stops at the first broken entry,
+    and a sender wants every missing element named at once."""
+    from lxml import etree
+
+    ns = {"f": "http://hl7.org/fhir"}
+    if etree.QName(root).localname != "Bundle":
+        return []
+    found: list[ResourceIssue] = []
+    for index, entry in enumerate(root.xpath("f:entry", namespaces=ns)):
+        for resource in entry.xpath("f:resource/*", namespaces=ns):
+            try:
+                resource_from_xml(etree.tostring(resource))
+            except ResourceInvalid as exc:
+                prefix = f"Bundle.entry[{index}].resource"
+                for issue in exc.issues:
+                    name = etree.QName(resource).localname
+                    rest = issue.expression.removeprefix(name)
+                    found.append(ResourceIssue(prefix + rest, issue.message))
+    return found
+
+
+def message_identity_from_xml(raw: bytes) -> tuple[str, dict[str, Any] | None]:
+    """(MessageHeader.id, the Provenance that targets it) of a FHIR message Bundle in XML,
+    read without modelling the whole Bundle: a message the models refuse is still
+    acknowledged by its id and carries its Provenance back. ("", None) when not found."""
+    from lxml import etree
+
+    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
+        return "", None
+    try:
+        root = etree.fromstring(raw, _hardened_parser())
+    except (etree.XMLSyntaxError, ValueError):
+        return "", None
+    ns = {"f": "http://hl7.org/fhir"}
+    found = root.xpath("/f:Bundle/f:entry[1]/f:resource/f:MessageHeader/f:id/@value", namespaces=ns)
+    header_id = str(found[0]) if isinstance(found, list) and found else ""
+    if not header_id:
+        return "", None
+    for node in root.xpath("/f:Bundle/f:entry/f:resource/f:Provenance", namespaces=ns):
+        targets = node.xpath("f:target/f:reference/@value", namespaces=ns)
+        if any(str(t).endswith(f"MessageHeader/{header_id}") for t in targets):
+            try:
+                return header_id, resource_from_xml(etree.tostring(node))
+            except ResourceInvalid:
+                return header_id, None
+    return header_id, None

@@ -69,7 +69,11 @@ from gateway.store.identities import cpr_identifiers, system_name
 from gateway.store.repository import Store
 from mappings import MAX_DOCUMENT_BYTES
 from mappings._codes import DIAGNOSIS_SYSTEMS
-from profiles.fhir_release import ResourceInvalid, resource_from_xml
+from profiles.fhir_release import (
+    ResourceInvalid,
+    message_identity_from_xml,
+    resource_from_xml,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +178,13 @@ class Inbound:
                     "for plain FHIR: brobygger participants set-transport NAME plain",
                     expression="Content-Type",
                 )
-            bundle = _plain_bundle(body, PLAIN_MEDIA_TYPES[media_type])
+            try:
+                bundle = _plain_bundle(body, PLAIN_MEDIA_TYPES[media_type])
+            except NotFhirXml as exc:
+                # Readable XML that the R4 models refuse: an authentic message that will never
+                # be accepted, acknowledged by its MessageHeader.id like a JSON one.
+                readable = {"entry": [{}, {"resource": exc.provenance}]} if exc.provenance else {}
+                return self._answer(acks.FATAL, exc.header_id, readable, None, exc.issues)
             # Kept as received (the authenticated TLS connection and token vouch for it).
             signed = body.decode("utf-8", errors="replace")
         elif media_type == MEDIA_TYPE:
@@ -587,6 +597,18 @@ PLAIN_MEDIA_TYPES = {
 }
 
 
+class NotFhirXml(Exception):
+    """A well-formed FHIR XML message the R4 models refuse (answered with a fatal-error)."""
+
+    def __init__(
+        self, header_id: str, provenance: dict[str, Any] | None, issues: list[Issue]
+    ) -> None:
+        super().__init__("not valid FHIR R4")
+        self.header_id = header_id
+        self.provenance = provenance
+        self.issues = issues
+
+
 def _plain_bundle(body: bytes, syntax: str) -> Any:
     """The message Bundle of a plain request: JSON, or FHIR XML read by the FHIR models'
     own XML reader through a hardened lxml parser (profiles.fhir_release)."""
@@ -594,10 +616,11 @@ def _plain_bundle(body: bytes, syntax: str) -> Any:
         try:
             return resource_from_xml(body)
         except ResourceInvalid as exc:
-            raise BadRequest(
-                "the body is not a FHIR resource in XML",
-                issues=[Issue("structure", i.message, i.expression) for i in exc.issues],
-            ) from exc
+            issues = [Issue("structure", i.message, i.expression) for i in exc.issues]
+            header_id, provenance = message_identity_from_xml(body)
+            if header_id and all(i.expression != "/" for i in exc.issues):
+                raise NotFhirXml(header_id, provenance, issues) from exc
+            raise BadRequest("the body is not a FHIR resource in XML", issues=issues) from exc
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
