@@ -12,6 +12,7 @@ from gateway.audit_cli import register as register_audit_command
 from gateway.ingest.cli import register as register_ingest_commands
 from gateway.messaging.cli import register as register_messaging_commands
 from gateway.participants.cli import register as register_participant_commands
+from gateway.patients_cli import register as register_patient_commands
 from gateway.settings import Settings
 from gateway.store.database import Database
 
@@ -21,6 +22,7 @@ app.add_typer(db_app, name="db")
 register_participant_commands(app)
 register_audit_command(app)
 register_ingest_commands(app)
+register_patient_commands(app)
 
 
 @app.command()
