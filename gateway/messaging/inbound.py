@@ -202,6 +202,10 @@ class Inbound:
                 bundle = json.loads(opened.payload)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise BadRequest("the signed payload is not JSON", expression="body") from exc
+            except RecursionError as exc:
+                raise BadRequest(
+                    "the signed payload is nested too deeply", expression="body"
+                ) from (exc)
         else:
             raise UnsupportedMediaType(
                 f"send the message as {MEDIA_TYPE} (a JWE holding a JWS); a participant "
@@ -625,6 +629,8 @@ def _plain_bundle(body: bytes, syntax: str) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("the body is not JSON", expression="body") from exc
+    except RecursionError as exc:  # nesting no FHIR resource has
+        raise BadRequest("the body is nested too deeply", expression="body") from exc
 
 
 _SYSTEM_NAMES = {SOR: "SOR", EAN: "EAN", YDER: "YDER", CVR: "CVR"}

@@ -299,7 +299,9 @@ def test_every_medcom_example_is_acknowledged_stored_once_and_delivered(
         assert max(names.values()) == 1, (sent[message_id][0], names.most_common(3))
     # The receiver acknowledges with MedCom's own acknowledgement examples.
     acks = {p.name: medcom.load(p) for p in medcom.example_paths() if medcom.is_ack(medcom.load(p))}
-    answered = sorted(inbox)[: len(acks)]
+    # They answer HospitalNotifications (as MedCom's examples do).
+    answered = sorted(i for i, (name, _) in sent.items() if name.startswith("HospitalNotif"))
+    answered = answered[: len(acks)]
     for (name, example), message_id in zip(sorted(acks.items()), answered, strict=True):
         receipt = medcom.readdress(example, municipality, hospital, acknowledged=message_id)
         status, ack = send(client, caller, mc_settings, MUNICIPALITY, receipt, mode)
@@ -508,3 +510,29 @@ def test_a_large_attachment_in_every_jose_mode_and_413_before_decryption(
         response = other.post(URL, content=body, headers={"Content-Type": "application/jose"})
     assert response.status_code == 413
     assert "100000 bytes" in response.text
+
+
+def test_a_401_says_wrong_key_only_when_it_is_the_key(
+    client: TestClient, caller: Caller, mc_settings: Settings
+) -> None:
+    from joserfc.jwk import ECKey
+
+    message = medcom.readdress(
+        _example("HospitalNotification_Ex_STIN_A.json"), demo(HOSPITAL), demo(MUNICIPALITY)
+    )
+    stranger = ECKey.generate_key("P-256", parameters={"use": "enc"})  # not the gateway's
+    body = envelope.seal(
+        message,
+        signing_key(mc_settings, HOSPITAL),
+        stranger,
+    )
+    caller.current = principal(HOSPITAL)
+    response = client.post(URL, content=body, headers={"Content-Type": "application/jose"})
+    assert response.status_code == 401
+    assert "wrong key" in response.text
+    # A JSON nested deeper than any resource: refused, no stack trace.
+    _plain(client, HOSPITAL)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    response = client.post(URL, content=deep, headers={"Content-Type": "application/fhir+json"})
+    assert response.status_code == 400, response.text
+    assert _count(client, messages) == 0
