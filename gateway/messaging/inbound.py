@@ -52,6 +52,7 @@ from gateway.messaging.envelope import MEDIA_TYPE, WrongSigner, open_envelope, v
 from gateway.messaging.keys import gateway_encryption_keys, signing_keys
 from gateway.messaging.message import (
     ACKNOWLEDGEMENT,
+    HOSPITAL_NOTIFICATION,
     MEDCOM_STANDARD_EVENTS,
     MEETING_INVITATION,
     MessageInvalid,
@@ -62,7 +63,7 @@ from gateway.messaging.message import (
     resolver,
 )
 from gateway.participants.directory import PLAIN, Participant, ParticipantDirectory
-from gateway.participants.identifiers import CVR, EAN, SOR, UNIQUE_SYSTEMS, YDER
+from gateway.participants.identifiers import CVR, EAN, MUNICIPALITY, SOR, UNIQUE_SYSTEMS, YDER
 from gateway.search.dates import utc_now
 from gateway.settings import Settings
 from gateway.store.identities import cpr_identifiers, system_name
@@ -396,6 +397,16 @@ class Inbound:
             if participant.name == client.name:
                 raise MessageInvalid(
                     "a participant cannot send a message to itself",
+                    expression=f"Bundle.entry[0].resource.destination[{index}].receiver",
+                )
+            if (
+                parsed.event == HOSPITAL_NOTIFICATION
+                and party.role == "primary"
+                and participant.identifier(MUNICIPALITY) is None
+            ):
+                raise MessageInvalid(
+                    "a HospitalNotification goes to the citizen's municipality: the primary "
+                    f"receiver ({participant.name!r}) is not registered with a municipality code",
                     expression=f"Bundle.entry[0].resource.destination[{index}].receiver",
                 )
             if all(p.name != participant.name for p, _ in receivers):

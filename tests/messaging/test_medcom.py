@@ -297,6 +297,11 @@ def test_every_medcom_example_is_acknowledged_stored_once_and_delivered(
             for e in item["bundle"]["entry"]
         )
         assert max(names.values()) == 1, (sent[message_id][0], names.most_common(3))
+        # Each party once: as many as the message carried (they were doubled once).
+        carried = Counter(e["resource"]["resourceType"] for e in sent[message_id][1]["entry"])
+        copied = Counter(e["resource"]["resourceType"] for e in item["bundle"]["entry"])
+        for rtype in ("Patient", "Practitioner", "PractitionerRole", "Organization"):
+            assert copied[rtype] == carried[rtype], (sent[message_id][0], rtype)
     # The receiver acknowledges with MedCom's own acknowledgement examples.
     acks = {p.name: medcom.load(p) for p in medcom.example_paths() if medcom.is_ack(medcom.load(p))}
     # They answer HospitalNotifications (as MedCom's examples do).
@@ -535,4 +540,18 @@ def test_a_401_says_wrong_key_only_when_it_is_the_key(
     deep = b"[" * 100_000 + b"]" * 100_000
     response = client.post(URL, content=deep, headers={"Content-Type": "application/fhir+json"})
     assert response.status_code == 400, response.text
+    assert _count(client, messages) == 0
+
+
+def test_a_hospital_notification_goes_to_a_municipality(
+    client: TestClient, caller: Caller, mc_settings: Settings
+) -> None:
+    message = medcom.readdress(
+        _example("HospitalNotification_Ex_STIN_A.json"),
+        demo(HOSPITAL),
+        demo("laegerne-soendergade"),  # a GP, not a municipality
+    )
+    status, ack = send(client, caller, mc_settings, HOSPITAL, message)
+    assert status == 200 and code_of(ack) == "fatal-error"
+    assert "municipality" in " ".join(i.get("diagnostics", "") for i in issues_of(ack))
     assert _count(client, messages) == 0
