@@ -35,6 +35,7 @@ from gateway.messaging.message import (
 )
 from gateway.participants.identifiers import EAN, SOR
 from gateway.search.dates import format_instant
+from gateway.settings import DEV_GATEWAY_EAN, DEV_GATEWAY_SOR
 
 OK = "ok"
 TRANSIENT = "transient-error"
@@ -53,9 +54,6 @@ ACK_HEADER_PROFILE = (
     "http://medcomfhir.dk/ig/acknowledgement/StructureDefinition/"
     "medcom-messaging-acknowledgementHeader"
 )
-# Development placeholders (a valid GS1 check digit); production sets its own.
-DEFAULT_GATEWAY_SOR = "999999999999999"
-DEFAULT_GATEWAY_EAN = "5790000999996"
 
 
 def narrative(text: str) -> dict[str, str]:
@@ -66,9 +64,7 @@ def narrative(text: str) -> dict[str, str]:
     }
 
 
-def gateway_organization(
-    sor: str = DEFAULT_GATEWAY_SOR, ean: str = DEFAULT_GATEWAY_EAN
-) -> dict[str, Any]:
+def gateway_organization(sor: str = DEV_GATEWAY_SOR, ean: str = DEV_GATEWAY_EAN) -> dict[str, Any]:
     """The gateway as the sender of its own acknowledgements: SOR and EAN (settings)."""
     return {
         "resourceType": "Organization",

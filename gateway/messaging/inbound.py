@@ -66,8 +66,8 @@ from gateway.participants.directory import PLAIN, Participant, ParticipantDirect
 from gateway.participants.identifiers import CVR, EAN, MUNICIPALITY, SOR, UNIQUE_SYSTEMS, YDER
 from gateway.search.dates import utc_now
 from gateway.settings import Settings
-from gateway.store.identities import cpr_identifiers, system_name
-from gateway.store.repository import Store
+from gateway.store.identities import IdentityTaken, cpr_identifiers, system_name
+from gateway.store.repository import ConcurrentWrite, Store
 from mappings import MAX_DOCUMENT_BYTES
 from mappings._codes import DIAGNOSIS_SYSTEMS
 from profiles.fhir_release import (
@@ -206,7 +206,7 @@ class Inbound:
             except RecursionError as exc:
                 raise BadRequest(
                     "the signed payload is nested too deeply", expression="body"
-                ) from (exc)
+                ) from exc
         else:
             raise UnsupportedMediaType(
                 f"send the message as {MEDIA_TYPE} (a JWE holding a JWS); a participant "
@@ -244,7 +244,9 @@ class Inbound:
         try:
             return await self._accept(parsed, client, signed, digest, now)
         except GatewayError as exc:
-            if exc.status == 503:
+            if exc.status == 503 or isinstance(exc, ConcurrentWrite | IdentityTaken):
+                # A concurrent writer won (e.g. the same new citizen from another message):
+                # sent again, the message links to what it wrote.
                 return self._answer(acks.TRANSIENT, header_id, bundle, parsed.sender, exc.issues)
             if 400 <= exc.status < 500:
                 return self._answer(acks.FATAL, header_id, bundle, parsed.sender, exc.issues)
@@ -294,9 +296,6 @@ class Inbound:
                 )
             ],
         )
-
-    async def _participant(self, party: Party) -> Participant | None:
-        return await self._holder(party.unique_identifiers())
 
     async def _party_participant(self, party: Party, event: str, where: str) -> Participant | None:
         """The participant a sender or receiver names, checked against the directory.
@@ -351,21 +350,6 @@ class Inbound:
                 expression=f"{where} → Organization.identifier",
             )
         return found
-
-    async def _holder(self, identifiers: list[dict[str, str]]) -> Participant | None:
-        """The participant registered with one of these (normalised) unique identifiers.
-
-        The directory is read once per message, not once per party and Organization.
-        """
-        if self._participants is None:
-            self._participants = await self.directory.list()
-        for ident in identifiers:
-            if ident["system"] not in UNIQUE_SYSTEMS:
-                continue
-            for participant in self._participants:
-                if ident in participant.identifiers:
-                    return participant
-        return None
 
     async def _accept(
         self,

@@ -135,9 +135,13 @@ def _etag_version(if_match: str) -> str:
     return value.strip('"')
 
 
+class ConcurrentWrite(Conflict):
+    """Another transaction wrote the same row (or a citizen's identifier) first: retry."""
+
+
 def _translate_db_error(exc: DBAPIError, operation: str) -> GatewayError:
     if isinstance(exc, IntegrityError):
-        return Conflict(f"concurrent {operation}; retry with the current version")
+        return ConcurrentWrite(f"concurrent {operation}; retry with the current version")
     if isinstance(exc, OperationalError):
         return StoreUnavailable(f"the store is unavailable for {operation}; retry later")
     return StoreUnavailable(f"store error during {operation}")

@@ -555,3 +555,56 @@ def test_a_hospital_notification_goes_to_a_municipality(
     assert status == 200 and code_of(ack) == "fatal-error"
     assert "municipality" in " ".join(i.get("diagnostics", "") for i in issues_of(ack))
     assert _count(client, messages) == 0
+
+
+async def test_two_messages_about_one_new_citizen_at_once_make_one_patient(
+    settings: Settings,
+) -> None:
+    import asyncio
+
+    from gateway.messaging.inbound import process_message
+    from gateway.participants.demo import ensure_demo_participants
+    from gateway.store.database import Database
+    from gateway.store.repository import Store
+
+    database = Database(settings.database_url)
+    await database.migrate()
+    store = Store(database, fhir_base=settings.fhir_base)
+    hospital, municipality = demo(HOSPITAL), demo(MUNICIPALITY)
+    base = _example("CareCommunication_Ex_send-D-new.json")
+    ecpr = {"system": X_ECPR, "value": "0903921VJ5"}
+    cpr = {"system": CPR, "value": "0903921234"}
+    try:
+        await ensure_demo_participants(settings, database, store)
+        bodies = [
+            seal(
+                settings,
+                HOSPITAL,
+                _with_patient(medcom.readdress(base, hospital, municipality), identifier=ids),
+            )
+            for ids in ([ecpr, cpr], [cpr])
+        ]
+
+        async def post(body: bytes) -> str:
+            answer = await process_message(
+                store, settings, principal(HOSPITAL), body, "application/jose"
+            )
+            return answer.code
+
+        codes = await asyncio.gather(*[post(b) for b in bodies])
+        assert set(codes) <= {"ok", "transient-error"} and "ok" in codes, codes
+        for body, code in zip(bodies, codes, strict=True):
+            if code != "ok":  # the sender retries a transient-error: then it links
+                assert await post(body) == "ok"
+        async with store.read_connection() as conn:
+            patients = (
+                await conn.execute(
+                    select(func.count()).select_from(resources).where(resources.c.type == "Patient")
+                )
+            ).scalar()
+            held = (
+                await conn.execute(select(func.count()).select_from(patient_identities))
+            ).scalar()
+        assert patients == 1 and held == 2
+    finally:
+        await database.dispose()
