@@ -125,7 +125,7 @@ def test_the_patients_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     runner = CliRunner()
     listed = runner.invoke(app, ["patients", "duplicates"])
     assert listed.exit_code == 0, listed.output
-    assert listed.output.strip() == "no duplicates"
+    assert listed.stdout.strip() == "no duplicates"
 
     async def seed() -> tuple[str, str, str]:
         database = Database(f"sqlite+aiosqlite:///{tmp_path}/cli.db")
@@ -139,9 +139,9 @@ def test_the_patients_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     keep, other, _ = asyncio.run(seed())
     listed = runner.invoke(app, ["patients", "duplicates"])
-    assert listed.output.strip() == f"CPR 020280-****: {' '.join(sorted([keep, other]))}"
+    assert listed.stdout.strip() == f"CPR 020280-****: {' '.join(sorted([keep, other]))}"
     merged = runner.invoke(app, ["patients", "merge", keep, other])
     assert merged.exit_code == 0, merged.output
-    assert merged.output.startswith(f"merged Patient/{other} into Patient/{keep}")
+    assert merged.stdout.startswith(f"merged Patient/{other} into Patient/{keep}")
     refused = runner.invoke(app, ["patients", "merge", keep, keep])
     assert refused.exit_code == 1
