@@ -28,7 +28,7 @@ from gateway.messaging import acks, envelope, records
 from gateway.messaging.keys import encryption_key, gateway_signing_key
 from gateway.messaging.message import ACKNOWLEDGEMENT
 from gateway.messaging.records import MessageRecord
-from gateway.participants.directory import Participant
+from gateway.participants.directory import PLAIN, Participant
 from gateway.search.dates import format_instant, utc_now
 from gateway.settings import Settings
 from gateway.store.repository import Store
@@ -258,6 +258,16 @@ async def seal_for(
             "not allowed (BROBYGGER_DELIVERY_ALLOW_PLAIN_JWS)"
         )
     return envelope.seal(bundle, gateway_signing_key(settings), recipient)
+
+
+async def copy_for(
+    store: Store, settings: Settings, record: MessageRecord, receiver: Participant
+) -> str | dict[str, Any] | None:
+    """What ``receiver`` gets: a participant registered for the ``plain`` transport (a MedCom
+    system) the message Bundle itself, every other one the sealed envelope (``seal_for``)."""
+    if receiver.transport == PLAIN:
+        return await render_for(store, settings, record, receiver)
+    return await seal_for(store, settings, record, receiver)
 
 
 # --- acknowledgements ------------------------------------------------------------------------

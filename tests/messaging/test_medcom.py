@@ -200,8 +200,8 @@ def _message_resources(client: TestClient, message_id: str) -> list[str]:
 def mailbox(
     client: TestClient, caller: Caller, settings: Settings, name: str
 ) -> dict[str, dict[str, Any]]:
-    """The receiver's pending messages, opened with its key: MessageHeader.id → (Bundle, ack
-    path)."""
+    """The receiver's pending messages (opened with its key unless it is registered for plain
+    transport): MessageHeader.id → its Bundle, ack path and key."""
     caller.current = principal(name)
     listed = client.get("/messages", params={"status": "pending", "limit": 200})
     assert listed.status_code == 200, listed.text
@@ -210,8 +210,12 @@ def mailbox(
     own = read_private_key(private_key_path(settings.keys_dir, name, use="enc"))
     found: dict[str, dict[str, Any]] = {}
     for item in listed.json()["messages"]:
-        opened = envelope.open_envelope(item["envelope"].encode(), [own])
-        bundle = json.loads(opened.payload)
+        if "bundle" in item:  # a receiver registered for plain transport
+            assert "envelope" not in item
+            bundle = item["bundle"]
+        else:
+            opened = envelope.open_envelope(item["envelope"].encode(), [own])
+            bundle = json.loads(opened.payload)
         found[header_id(bundle)] = {"bundle": bundle, "ack": item["ack"], "key": item["key"]}
     return found
 
@@ -608,3 +612,42 @@ async def test_two_messages_about_one_new_citizen_at_once_make_one_patient(
         assert patients == 1 and held == 2
     finally:
         await database.dispose()
+
+
+def test_a_plain_receiver_acknowledges_in_its_mailbox_with_json(
+    client: TestClient, caller: Caller, mc_settings: Settings
+) -> None:
+    _plain(client, MUNICIPALITY)
+    hospital, municipality = demo(HOSPITAL), demo(MUNICIPALITY)
+    message = medcom.readdress(
+        _example("HospitalNotification_Ex_STIN_A.json"), hospital, municipality
+    )
+    status, ack = send(client, caller, mc_settings, HOSPITAL, message)
+    assert status == 200 and code_of(ack) == "ok"
+    item = mailbox(client, caller, mc_settings, MUNICIPALITY)[header_id(message)]
+    receipt = medcom.readdress(
+        medcom.load(next(p for p in medcom.example_paths() if "Ack-AA" in p.name)),
+        municipality,
+        hospital,
+        acknowledged=header_id(message),
+    )
+    caller.current = principal(MUNICIPALITY)
+    answer = client.post(
+        item["ack"], content=json.dumps(receipt), headers={"Content-Type": "application/fhir+json"}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["delivery"]["status"] == "acknowledged"
+    # A JOSE participant cannot answer unsigned.
+    caller.current = principal(HOSPITAL)
+    other = medcom.readdress(
+        _example("HospitalNotification_Ex_STAA_D.json"), hospital, demo("roskilde-traening")
+    )
+    assert code_of(send(client, caller, mc_settings, HOSPITAL, other)[1]) == "ok"
+    pending = mailbox(client, caller, mc_settings, "roskilde-traening")[header_id(other)]
+    caller.current = principal("roskilde-traening")
+    refused = client.post(
+        pending["ack"],
+        content=json.dumps(receipt),
+        headers={"Content-Type": "application/fhir+json"},
+    )
+    assert refused.status_code == 415
