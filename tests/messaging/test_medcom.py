@@ -651,3 +651,30 @@ def test_a_plain_receiver_acknowledges_in_its_mailbox_with_json(
         headers={"Content-Type": "application/fhir+json"},
     )
     assert refused.status_code == 415
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not built: each HospitalNotification stores the Encounter it carries; the "
+    "notifications of one stay (same episodeOfCare identifier) are not yet one Encounter",
+)
+def test_a_discharge_updates_the_admissions_encounter(
+    client: TestClient, caller: Caller, mc_settings: Settings
+) -> None:
+    hospital, municipality = demo(HOSPITAL), demo(MUNICIPALITY)
+    admission = medcom.readdress(
+        _example("HospitalNotification_Ex_STIN_A.json"), hospital, municipality
+    )
+    discharge = medcom.readdress(admission, hospital, municipality)
+    for entry in discharge["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "Encounter":
+            resource["status"] = "finished"
+            resource["period"]["end"] = "2023-03-07T09:45:30+01:00"
+        if resource["resourceType"] == "Provenance":
+            resource["activity"]["coding"][0]["code"] = "discharge-inpatient-home"
+    for message in (admission, discharge):
+        status, ack = send(client, caller, mc_settings, HOSPITAL, message)
+        assert status == 200 and code_of(ack) == "ok", issues_of(ack)
+    encounters = _stored(client, "Encounter")
+    assert [e["status"] for e in encounters] == ["finished"]
