@@ -14,14 +14,21 @@ iteration (plan id, SHA-256, derived ids: nothing dedupes) and stored through
 ``pipeline.store_prepared`` (``run_transaction_in`` plus ingest's checks) in one store
 transaction each, by as many concurrent callers as there are senders.
 
+With ``--attachment-kb K`` (256 in the README's run) the same gateway also takes MedCom
+CareCommunications carrying a K KB PDF attachment each (what MedCom systems send, above
+joserfc's default 64 KiB JWE cap), end to end over the same socket: messages and megabytes
+per second, round trip.
+
     .venv/bin/python -m bench.messaging [--store sqlite|postgresql|both] [--messages N]
-                                        [--concurrency C] [--delivery off|on|both] [--json out]
+                                        [--concurrency C] [--delivery off|on|both]
+                                        [--attachment-kb K] [--json out]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import itertools
 import json
 import os
@@ -60,7 +67,13 @@ from gateway.ingest import pipeline
 from gateway.messaging import acks, envelope
 from gateway.messaging.keys import gateway_encryption_keys, gateway_signing_key, keys_by_kid
 from gateway.messaging.keys import signing_keys as participant_signing_keys
-from gateway.messaging.message import REHAB_PLAN, binary_resource, build_message, parse_message
+from gateway.messaging.message import (
+    CARE_COMMUNICATION,
+    REHAB_PLAN,
+    binary_resource,
+    build_message,
+    parse_message,
+)
 from gateway.participants.demo import DEMO_PARTICIPANTS, ensure_demo_participants
 from gateway.participants.directory import Participant, ParticipantDirectory
 from gateway.settings import Settings
@@ -644,6 +657,123 @@ async def http_side(
     return side
 
 
+def care_communication(kb: int, i: int) -> list[dict[str, Any]]:
+    """A MedCom CareCommunication (category other) with a ``kb`` KB PDF attachment."""
+    patient_id = str(uuid.uuid4())
+    attachment = (b"%PDF-1.4\n" + os.urandom(kb * 1024))[: kb * 1024]
+    return [
+        {
+            "resourceType": "Communication",
+            "status": "unknown",
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://medcomfhir.dk/ig/terminology/CodeSystem/"
+                            "medcom-careCommunication-categoryCodes",
+                            "code": "other",
+                        }
+                    ]
+                }
+            ],
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "topic": {"text": f"Epikrise {i}"},
+            "payload": [
+                {"contentString": "Epikrise vedhæftet."},
+                {
+                    "contentAttachment": {
+                        "contentType": "application/pdf",
+                        "title": "epikrise.pdf",
+                        "data": base64.b64encode(attachment).decode("ascii"),
+                    }
+                },
+            ],
+        },
+        {
+            "resourceType": "Patient",
+            "id": patient_id,
+            "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": f"25094{i % 10000:05d}"}],
+            "name": [{"use": "official", "family": "Elmer"}],
+        },
+    ]
+
+
+async def attachment_side(
+    settings: Settings, *, kb: int, count: int, concurrency: int
+) -> dict[str, Any]:
+    """CareCommunications with a ``kb`` KB attachment, end to end (sign, encrypt, POST, ack)."""
+    sender = _demo(SENDER)
+    receivers = [(_demo(RECEIVER), "primary")]
+    client_key = read_private_key(private_key_path(settings.keys_dir, SENDER))
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    clients = [
+        httpx.AsyncClient(base_url=settings.base_url, timeout=120, limits=limits)
+        for _ in range(concurrency)
+    ]
+    codes: dict[str, int] = {}
+    round_trip: list[float] = []
+    sizes: list[int] = []
+    try:
+        jwks = (await clients[0].get("/.well-known/jwks.json")).raise_for_status().json()
+        gateway_enc = next(iter(keys_by_kid(jwks, "enc").values()))
+        gateway_sig = keys_by_kid(jwks, "sig")
+        tokens = TokenSource(settings)
+
+        def caller(client: httpx.AsyncClient) -> Callable[[int], Awaitable[None]]:
+            async def call(i: int) -> None:
+                content = care_communication(kb, i)
+                message = build_message(
+                    event=CARE_COMMUNICATION,
+                    sender=sender,
+                    receivers=receivers,
+                    content=content,
+                    focus=content[:1],
+                )
+                body = envelope.seal(message, client_key, gateway_enc).encode("ascii")
+                t0 = time.perf_counter()
+                response = await client.post(
+                    "/fhir/$process-message",
+                    content=body,
+                    headers={
+                        "Content-Type": envelope.MEDIA_TYPE,
+                        "Accept": envelope.MEDIA_TYPE,
+                        "Authorization": f"Bearer {await tokens.get(client)}",
+                    },
+                )
+                round_trip.append(time.perf_counter() - t0)
+                if response.headers.get("content-type", "").split(";")[0] != envelope.MEDIA_TYPE:
+                    raise SystemExit(
+                        f"attachment {i}: HTTP {response.status_code}: {response.text}"
+                    )
+                _, code = acks.read_ack(envelope.read_signed(response.text, gateway_sig))
+                codes[code] = codes.get(code, 0) + 1
+                sizes.append(len(body))
+
+            return call
+
+        seconds = await run_calls(
+            count, [caller(c) for c in clients], f"messages with {kb} KB attachments"
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+    return {
+        "attachment_kb": kb,
+        "messages": count,
+        "acknowledgements": codes,
+        "ok": codes.get(acks.OK, 0),
+        "seconds": round(seconds, 3),
+        "per_second": round(count / seconds, 2),
+        "envelope_bytes_mean": round(statistics.mean(sizes)) if sizes else 0,
+        "megabytes_per_second": round(sum(sizes) / seconds / 1e6, 2),
+        "round_trip_ms": {
+            "mean": _ms(round_trip),
+            "p50": _percentile(round_trip, 0.5),
+            "p95": _percentile(round_trip, 0.95),
+        },
+    }
+
+
 async def drain(database_url: str, sink: Sink, expected: int, timeout: float) -> dict[str, Any]:
     """Wait until the worker has delivered every message to the receiving system."""
     started = time.perf_counter()
@@ -721,6 +851,17 @@ def run_store(args: argparse.Namespace, kind: str, sample: Sample, run: str) -> 
                             )
                         )
                     asyncio.run(set_endpoint(database_url, RECEIVER, None))
+            attachments = None
+            if args.attachment_kb:
+                with gateway_process(settings, delivery=False) as live:
+                    attachments = asyncio.run(
+                        attachment_side(
+                            live,
+                            kb=args.attachment_kb,
+                            count=args.messages,
+                            concurrency=args.concurrency,
+                        )
+                    )
             described = _describe(database_url)
     store_rate = baseline.documents / baseline.seconds
     for side in sides:
@@ -765,6 +906,7 @@ def run_store(args: argparse.Namespace, kind: str, sample: Sample, run: str) -> 
             }
             for side in sides
         ],
+        "attachments": attachments,
     }
 
 
@@ -837,6 +979,15 @@ def show(report: dict[str, Any]) -> None:
     if all(e["breakdown_ms"]["samples"] for e in report["stores"]):
         console.print(steps)
     for entry in report["stores"]:
+        a = entry.get("attachments")
+        if a:
+            trip = a["round_trip_ms"]
+            console.print(
+                f"{entry['store']}, CareCommunications with {a['attachment_kb']} KB attachments: "
+                f"{a['per_second']:.1f} messages/s ({a['megabytes_per_second']:.2f} MB/s of "
+                f"{a['envelope_bytes_mean']} byte envelopes), ok {a['ok']}/{a['messages']}, "
+                f"round trip p50 / p95 {trip['p50']:.0f} / {trip['p95']:.0f} ms"
+            )
         for http in entry["http"]:
             if http["deliveries"] is not None:
                 d = http["deliveries"]
@@ -876,6 +1027,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="PostgreSQL: do not run ANALYZE after the warm-up (planner statistics; what "
         "autovacuum does), to see the store without statistics",
+    )
+    parser.add_argument(
+        "--attachment-kb",
+        type=int,
+        default=0,
+        help="also send MedCom CareCommunications with an attachment of this many KB "
+        "(e.g. 256; 0: none)",
     )
     parser.add_argument("--drain-timeout", type=float, default=300.0, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the figures here as JSON")

@@ -13,6 +13,7 @@ from gateway.coordination.cli import register as register_coordination_commands
 from gateway.ingest.cli import register as register_ingest_commands
 from gateway.messaging.cli import register as register_messaging_commands
 from gateway.participants.cli import register as register_participant_commands
+from gateway.patients_cli import register as register_patient_commands
 from gateway.settings import Settings
 from gateway.store.database import Database
 
@@ -23,6 +24,7 @@ register_participant_commands(app)
 register_audit_command(app)
 register_ingest_commands(app)
 register_coordination_commands(app)
+register_patient_commands(app)
 
 
 @app.command()

@@ -14,6 +14,9 @@ from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/brobygger.db"
+# Development placeholders for the gateway Organization's SOR and EAN (a valid GS1 check digit).
+DEV_GATEWAY_SOR = "999999999999999"
+DEV_GATEWAY_EAN = "5790000999996"
 MIN_OPERATOR_TOKEN_LENGTH = 32
 
 
@@ -71,6 +74,11 @@ class Settings(BaseSettings):
     message_encryption: Literal["required", "optional"] = "required"
     message_window_seconds: int = 900
     max_message_bytes: int = 8 * 1024 * 1024
+    # The gateway Organization that sends the gateway's own acknowledgements (MedCom requires
+    # a SOR code and an EAN/GLN on every message's sender). The defaults are placeholders
+    # for development: set the gateway's registered ones in production.
+    gateway_sor: str = DEV_GATEWAY_SOR
+    gateway_ean: str = DEV_GATEWAY_EAN
     # Bearer token for /metrics (and, besides participants' access tokens, /docs and
     # /openapi.json). Unset: the file <keys_dir>/operator-token, generated on first start
     # outside production (gateway/ops/_operator.py).

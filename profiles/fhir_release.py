@@ -7,6 +7,7 @@ asks this module to check or build a resource.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -125,3 +126,120 @@ def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, 
         raise ResourceInvalid([ResourceIssue(where, text) for where, text in broken])
     dumped: dict[str, Any] = parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
     return dumped
+
+
+# --- FHIR XML ------------------------------------------------------------------------------
+# fhir.resources 8 reads FHIR XML itself (``model_validate_xml``, built on lxml): the element
+# order, ``value`` attributes, the xhtml narrative and nested resources are its work, not
+# ours. We only hand it a hardened parser: no DTD, no entities, no network, no huge trees.
+
+
+def _hardened_parser() -> Any:
+    from lxml import etree
+
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
+
+
+def resource_from_xml(raw: bytes) -> dict[str, Any]:
+    """A FHIR R4 resource in XML (``application/fhir+xml``) as wire JSON.
+
+    Raises ``ResourceInvalid``: not well-formed (the line, never the content), a DOCTYPE or
+    entity declaration, an unknown root, or a resource the R4 models refuse (element paths).
+    """
+    from lxml import etree
+
+    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
+        raise ResourceInvalid(
+            [ResourceIssue("/", "a DOCTYPE or ENTITY declaration is not allowed")]
+        )
+    parser = _hardened_parser()
+    try:
+        root = etree.fromstring(raw, parser)
+    except etree.XMLSyntaxError as exc:
+        where = f"line {exc.lineno}" if exc.lineno else "unknown position"
+        raise ResourceInvalid([ResourceIssue("/", f"not well-formed XML (at {where})")]) from exc
+    except ValueError as exc:
+        raise ResourceInvalid([ResourceIssue("/", "not a readable XML document")]) from exc
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        raise ResourceInvalid(
+            [ResourceIssue("/", "a DOCTYPE or ENTITY declaration is not allowed")]
+        )
+    qname = etree.QName(root)
+    if qname.namespace != "http://hl7.org/fhir" or not is_resource_type(qname.localname):
+        raise ResourceInvalid(
+            [ResourceIssue("/", "the root is not a FHIR resource (namespace http://hl7.org/fhir)")]
+        )
+    model = _model_class(qname.localname)
+    try:
+        parsed = model.model_validate_xml(etree.tostring(root), xmlparser=_hardened_parser())
+    except ValidationError as exc:
+        issues = [
+            ResourceIssue(_location(qname.localname, tuple(err["loc"])), err["msg"])
+            for err in exc.errors(include_input=False, include_url=False)
+        ]
+        raise ResourceInvalid(_entry_issues(root) or issues) from exc
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ResourceInvalid(
+            _entry_issues(root) or [ResourceIssue(qname.localname, "not readable as FHIR R4 XML")]
+        ) from exc
+    dumped: dict[str, Any] = json.loads(parsed.model_dump_json())
+    return dumped
+
+
+def _entry_issues(root: Any) -> list[ResourceIssue]:
+    """A Bundle's entries one by one: the models' XML reader stops at the first broken entry,
+    and a sender wants every missing element named at once."""
+    from lxml import etree
+
+    ns = {"f": "http://hl7.org/fhir"}
+    if etree.QName(root).localname != "Bundle":
+        return []
+    found: list[ResourceIssue] = []
+    for index, entry in enumerate(root.xpath("f:entry", namespaces=ns)):
+        for resource in entry.xpath("f:resource/*", namespaces=ns):
+            try:
+                resource_from_xml(etree.tostring(resource))
+            except ResourceInvalid as exc:
+                prefix = f"Bundle.entry[{index}].resource"
+                for issue in exc.issues:
+                    name = etree.QName(resource).localname
+                    rest = issue.expression.removeprefix(name)
+                    found.append(ResourceIssue(prefix + rest, issue.message))
+    return found
+
+
+def message_identity_from_xml(raw: bytes) -> tuple[str, dict[str, Any] | None]:
+    """(MessageHeader.id, the Provenance that targets it) of a FHIR message Bundle in XML,
+    read without modelling the whole Bundle: a message the models refuse is still
+    acknowledged by its id and carries its Provenance back. ("", None) when not found."""
+    from lxml import etree
+
+    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
+        return "", None
+    try:
+        root = etree.fromstring(raw, _hardened_parser())
+    except (etree.XMLSyntaxError, ValueError):
+        return "", None
+    ns = {"f": "http://hl7.org/fhir"}
+    found = root.xpath("/f:Bundle/f:entry[1]/f:resource/f:MessageHeader/f:id/@value", namespaces=ns)
+    header_id = str(found[0]) if isinstance(found, list) and found else ""
+    if not header_id:
+        return "", None
+    for node in root.xpath("/f:Bundle/f:entry/f:resource/f:Provenance", namespaces=ns):
+        targets = node.xpath("f:target/f:reference/@value", namespaces=ns)
+        if any(str(t).endswith(f"MessageHeader/{header_id}") for t in targets):
+            try:
+                return header_id, resource_from_xml(etree.tostring(node))
+            except ResourceInvalid:
+                return header_id, None
+    return header_id, None

@@ -19,6 +19,7 @@ principal. It is the only writer the routes, the ingest pipeline and inbound mes
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,6 +290,45 @@ class GuardedWriter:
         if (transition or by_other) and not result.unchanged:
             # The last writer (a statement closing its Task, a Task's owner recording its
             # fulfilment) is recorded, and grants nothing: the resource stays its author's.
+            await self.raw.put(self._last_writer(result))
+        return result
+
+    async def citizen_ids(self, criteria: str) -> list[str]:
+        """The document pipelines' link (``link_identities``): the ids of the Patients
+        ``criteria`` matches, seen or not (at most three: one is a link, more a conflict)."""
+        if not self.link_identities:
+            raise Forbidden("only the document pipelines link a citizen they may not see")
+        return await self.raw.search_ids("Patient", criteria, limit=3)
+
+    async def record_identity_facts(
+        self, rid: str, merge: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> WriteResult | None:
+        """A message's newer facts about a citizen, as the next version of the stored Patient.
+
+        Only for the document pipelines (``link_identities``) and only on a Patient: they link
+        to it without seeing it, and what a document states about the citizen (deceased, an
+        address, a name, a further CPR-system identifier) is recorded instead of lost. The
+        author stays the Patient's own; the last writer is recorded (a Provenance) and grants
+        nothing; nothing is disclosed to the caller.
+        """
+        if not self.link_identities:
+            raise Forbidden("only the document pipelines record facts about a citizen")
+        row = await self.raw.current("Patient", rid)
+        if row is None or row.deleted:
+            return None
+        previous: dict[str, Any] = json.loads(row.content)
+        resource = merge(previous)
+        if resource == previous:
+            return None
+        author = author_of(previous)
+        stamped = (
+            resource
+            if author is None
+            else stamp_author(resource, author, kind=author_kind_of(previous))
+        )
+        result = await self.raw.put(stamped, current=row)
+        self.results.append(result)
+        if not result.unchanged:
             await self.raw.put(self._last_writer(result))
         return result
 

@@ -47,9 +47,9 @@ from gateway.messaging.keys import gateway_encryption_keys, signing_keys
 from gateway.messaging.outbound import (
     ACK_TRANSIENT,
     NoEncryptionKey,
+    copy_for,
     read_ack_header,
     route_ack,
-    seal_for,
 )
 from gateway.participants.directory import Participant, ParticipantDirectory
 from gateway.search.dates import utc_now
@@ -103,6 +103,31 @@ class Outcome:
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After", "").strip()
     return float(value) if value.isdigit() else None
+
+
+_JOSE_HEADERS = {"Content-Type": envelope.MEDIA_TYPE, "Accept": envelope.MEDIA_TYPE}
+# A receiver registered for plain transport (a MedCom system) gets the message Bundle itself,
+# over the TLS connection to its registered endpoint, and answers with its Acknowledgement.
+_PLAIN_HEADERS = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+
+
+def _looks_like_fhir_json(response: httpx.Response) -> bool:
+    media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media in ("application/fhir+json", "application/json") and bool(response.content)
+
+
+def _read_plain_ack(message_id: str, response: httpx.Response) -> Outcome:
+    """A plain receiver's Acknowledgement (JSON) in a 2xx answer."""
+    try:
+        ack = json.loads(response.content)
+        if not isinstance(ack, dict):
+            raise ValueError("the acknowledgement is not a JSON object")
+        info = read_ack_header(ack)
+        if info.acknowledged != message_id:
+            raise ValueError(f"it answers {info.acknowledged}, not {message_id}")
+    except (GatewayError, ValueError, RecursionError) as exc:
+        return Outcome("delivered", f"HTTP {response.status_code}, acknowledgement refused: {exc}")
+    return Outcome("acknowledged", ack=ack, ack_signed=response.text, ack_code=info.code)
 
 
 def _looks_like_jose(response: httpx.Response) -> bool:
@@ -269,7 +294,7 @@ class DeliveryWorker:
         if not receiver.endpoint:
             return Outcome("to-mailbox", posted=False)
         try:
-            body = await seal_for(self.store, self.settings, record, receiver)
+            body = await copy_for(self.store, self.settings, record, receiver)
         except NoEncryptionKey as exc:
             return Outcome("failed", str(exc), posted=False)
         except StoreUnavailable:
@@ -285,7 +310,9 @@ class DeliveryWorker:
             )
         return await self._post(receiver, record.message_id, delivery.role, body)
 
-    async def _post(self, receiver: Participant, message_id: str, role: str, body: str) -> Outcome:
+    async def _post(
+        self, receiver: Participant, message_id: str, role: str, body: str | dict[str, Any]
+    ) -> Outcome:
         endpoint = str(receiver.endpoint)
         # httpx times each read and write; the whole exchange must also end well within the
         # lease (a receiver trickling its answer byte by byte).
@@ -296,8 +323,12 @@ class DeliveryWorker:
             response = await asyncio.wait_for(
                 self.client.post(
                     endpoint,
-                    content=body.encode("ascii"),
-                    headers={"Content-Type": envelope.MEDIA_TYPE, "Accept": envelope.MEDIA_TYPE},
+                    content=(
+                        envelope.canonical_json(body)
+                        if isinstance(body, dict)
+                        else body.encode("ascii")
+                    ),
+                    headers=_PLAIN_HEADERS if isinstance(body, dict) else _JOSE_HEADERS,
                 ),
                 deadline,
             )
@@ -309,6 +340,8 @@ class DeliveryWorker:
             return Outcome("retry", f"connection error posting to {endpoint}: {exc!r}")
         status = response.status_code
         if 200 <= status < 300:
+            if role != "reply" and isinstance(body, dict) and _looks_like_fhir_json(response):
+                return _read_plain_ack(message_id, response)
             if role == "reply" or not _looks_like_jose(response):
                 return Outcome("delivered")
             return self._read_ack(receiver, message_id, response)
@@ -323,7 +356,9 @@ class DeliveryWorker:
         """The receiver's Acknowledgement in a 2xx answer (signed by its registered key)."""
         try:
             opened = envelope.open_envelope(
-                response.content, gateway_encryption_keys(self.settings)
+                response.content,
+                gateway_encryption_keys(self.settings),
+                max_bytes=self.settings.max_message_bytes,
             )
             envelope.verify(opened, signing_keys(receiver), who=receiver.name)
             ack = json.loads(opened.payload)

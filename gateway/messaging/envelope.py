@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jwe, jws
-from joserfc.errors import JoseError
+from joserfc.errors import ExceededSizeError, JoseError
+from joserfc.jwe import JWERegistry
 from joserfc.jwk import ECKey, Key, RSAKey
+from joserfc.jws import JWSRegistry
 
-from gateway.errors import BadRequest, Forbidden, Unauthorized
+from gateway.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
 
 # What a message may be signed and encrypted with (formats/messaging.md).
 SIGNING_ALGORITHMS: tuple[str, ...] = ("ES256", "ES384", "PS256")
@@ -26,6 +28,12 @@ MEDIA_TYPE = "application/jose"
 PAYLOAD_TYPE = "application/fhir+json"
 
 _EC_ALG = {"P-256": "ES256", "P-384": "ES384"}
+# joserfc refuses a JWE ciphertext over 64 KiB and a JWS payload over 125 KB by default
+# (``JWERegistry.max_ciphertext_length``, ``JWSRegistry.max_payload_length``): a MedCom
+# CareCommunication with an attachment is larger. The envelope lifts both to the message
+# limit the caller passes (BROBYGGER_MAX_MESSAGE_BYTES); the body is refused with a 413 before
+# it gets here when it is larger, so no JOSE part can be larger than the limit either.
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 
 
 class NotJose(BadRequest):
@@ -67,6 +75,20 @@ def key_wrap_algorithm(key: Key) -> str:
     raise ValueError("message encryption keys are EC or RSA")
 
 
+def jws_registry(algorithms: list[str], max_bytes: int = DEFAULT_MAX_BYTES) -> JWSRegistry:
+    """A JWS registry for ``algorithms`` whose payload cap is ``max_bytes`` (not 125 KB)."""
+    registry = JWSRegistry(algorithms=algorithms)
+    registry.max_payload_length = max_bytes
+    return registry
+
+
+def jwe_registry(algorithms: list[str], max_bytes: int = DEFAULT_MAX_BYTES) -> JWERegistry:
+    """A JWE registry for ``algorithms`` whose ciphertext cap is ``max_bytes`` (not 64 KiB)."""
+    registry = JWERegistry(algorithms=algorithms)
+    registry.max_ciphertext_length = max_bytes
+    return registry
+
+
 def kid_of(key: Key) -> str:
     return str(key.kid or key.thumbprint())
 
@@ -80,16 +102,16 @@ def sign(payload: bytes, key: Key) -> str:
     """A compact JWS over ``payload`` with ``kid`` = the key's registered kid."""
     alg = signing_algorithm(key)
     header = {"alg": alg, "kid": kid_of(key), "cty": PAYLOAD_TYPE}
-    return jws.serialize_compact(header, payload, key, algorithms=[alg])
+    return jws.serialize_compact(header, payload, key, registry=jws_registry([alg], len(payload)))
 
 
 def encrypt(signed: str, recipient: Key) -> str:
     """A compact JWE of the JWS, to ``recipient`` (a public encryption key)."""
     alg = key_wrap_algorithm(recipient)
     header = {"alg": alg, "enc": CONTENT_ENCRYPTION, "kid": kid_of(recipient), "cty": "JWT"}
-    return jwe.encrypt_compact(
-        header, signed.encode("ascii"), recipient, algorithms=[alg, CONTENT_ENCRYPTION]
-    )
+    plaintext = signed.encode("ascii")
+    registry = jwe_registry([alg, CONTENT_ENCRYPTION], 2 * len(plaintext) + 1024)
+    return jwe.encrypt_compact(header, plaintext, recipient, registry=registry)
 
 
 def seal(bundle: dict[str, Any] | bytes, signing_key: Key, recipient: Key | None) -> str:
@@ -117,12 +139,76 @@ def _b64_json_header(token: str) -> dict[str, Any]:
     return header
 
 
-def open_envelope(body: bytes, decryption_keys: list[Key]) -> Opened:
+def _decrypt(token: str, header: dict[str, Any], keys: list[Key], max_bytes: int) -> str:
+    """The JWE's plaintext (a compact JWS), telling a wrong key from a broken JWE.
+
+    The JWE is parsed without a key first: malformed is a 400, too large a 413. Then only a
+    JWE the gateway's keys cannot unwrap is "the wrong key" (401); a key that unwraps but a
+    content that does not authenticate is a tampered JWE (401, said so).
+    """
+    registry = jwe_registry([str(header["alg"]), CONTENT_ENCRYPTION], max_bytes)
+    try:
+        jwe.extract_compact(token.encode("ascii"), registry=registry)  # type: ignore[attr-defined]
+    except ExceededSizeError as exc:
+        raise PayloadTooLarge(
+            f"a part of the JWE is larger than the message limit of {max_bytes} bytes",
+            expression="body",
+        ) from exc
+    except (JoseError, ValueError) as exc:
+        raise NotJose("the JWE cannot be parsed (compact serialization)", expression="body") from (
+            exc
+        )
+    kid = header.get("kid")
+    candidates = [k for k in keys if kid is None or kid == kid_of(k)]
+    if not candidates:
+        raise EnvelopeRefused(
+            f"the JWE is encrypted to key {kid!r}, which is not the receiver's encryption key "
+            "(wrong key: fetch /.well-known/jwks.json again)",
+            expression="kid",
+        )
+    wrong_key = True
+    for key in candidates:
+        try:
+            result = jwe.decrypt_compact(token, key, registry=registry)
+        except ExceededSizeError as exc:
+            raise PayloadTooLarge(
+                f"the JWE is larger than the message limit of {max_bytes} bytes",
+                expression="body",
+            ) from exc
+        except (JoseError, ValueError) as exc:
+            # joserfc says "Unwrap AES key failed" (ECDH-ES+A256KW) or "Decryption failed"
+            # (RSA-OAEP) when the key does not open the content key; an AES-GCM tag that does
+            # not verify (content changed) has no such text.
+            text = str(exc).lower()
+            if "unwrap" not in text and "decryption failed" not in text:
+                wrong_key = False
+            continue
+        plaintext = result.plaintext or b""
+        try:
+            return plaintext.decode("ascii").strip()
+        except UnicodeDecodeError as exc:
+            raise NotJose("the JWE does not hold a compact JWS", expression="body") from exc
+    if wrong_key:
+        raise EnvelopeRefused(
+            "the JWE cannot be decrypted with the receiver's key (wrong key)", expression="body"
+        )
+    raise EnvelopeRefused(
+        "the JWE's content does not authenticate (tampered or truncated)", expression="body"
+    )
+
+
+def open_envelope(
+    body: bytes, decryption_keys: list[Key], *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Opened:
     """Decrypt (when it is a JWE) and read the JWS inside, without verifying it yet.
 
-    Raises ``NotJose`` (400) for anything that is not compact JOSE and ``EnvelopeRefused``
-    (401) for a JWE none of ``decryption_keys`` opens or an algorithm we do not accept.
+    Raises ``NotJose`` (400) for anything that is not compact JOSE, ``PayloadTooLarge`` (413)
+    for a body or JOSE part over ``max_bytes`` (checked before any decryption), and
+    ``EnvelopeRefused`` (401) for a JWE none of ``decryption_keys`` opens or an algorithm we
+    do not accept.
     """
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"the message is larger than {max_bytes} bytes", expression="body")
     try:
         token = body.decode("ascii").strip()
     except UnicodeDecodeError as exc:
@@ -142,33 +228,21 @@ def open_envelope(body: bytes, decryption_keys: list[Key]) -> Opened:
             )
         if header.get("enc") != CONTENT_ENCRYPTION:
             raise EnvelopeRefused(f"JWE enc must be {CONTENT_ENCRYPTION}", expression="enc")
-        candidates = [k for k in decryption_keys if header.get("kid") in (None, kid_of(k))]
-        signed: str | None = None
-        for key in candidates or decryption_keys:
-            try:
-                result = jwe.decrypt_compact(
-                    token, key, algorithms=[str(header["alg"]), CONTENT_ENCRYPTION]
-                )
-            except (JoseError, ValueError):
-                continue
-            plaintext = result.plaintext or b""
-            try:
-                signed = plaintext.decode("ascii").strip()
-            except UnicodeDecodeError as exc:
-                raise NotJose("the JWE does not hold a compact JWS", expression="body") from exc
-            break
-        if signed is None:
-            raise EnvelopeRefused(
-                "the JWE cannot be decrypted with the receiver's key (wrong key or tampered)",
-                expression="body",
-            )
+        signed = _decrypt(token, header, decryption_keys, max_bytes)
         if _parts(signed) != 3:
             raise NotJose("the JWE does not hold a compact JWS", expression="body")
     else:
         signed = token
     header = _b64_json_header(signed)
     try:
-        payload = jws.extract_compact(signed.encode("ascii")).payload
+        payload = jws.extract_compact(
+            signed.encode("ascii"), registry=jws_registry(list(SIGNING_ALGORITHMS), max_bytes)
+        ).payload
+    except ExceededSizeError as exc:
+        raise PayloadTooLarge(
+            f"a part of the JWS is larger than the message limit of {max_bytes} bytes",
+            expression="body",
+        ) from exc
     except (JoseError, ValueError) as exc:
         raise NotJose("the JWS cannot be read", expression="body") from exc
     return Opened(signed=signed, header=header, payload=payload, encrypted=encrypted)
@@ -197,16 +271,22 @@ def verify(opened: Opened, keys: dict[str, Key], *, who: str) -> None:
     except ValueError as exc:
         raise EnvelopeRefused(f"key {kid} cannot sign messages", expression="kid") from exc
     try:
-        jws.deserialize_compact(opened.signed.encode("ascii"), key, algorithms=[str(alg)])
+        jws.deserialize_compact(
+            opened.signed.encode("ascii"),
+            key,
+            registry=jws_registry([str(alg)], max(len(opened.signed), DEFAULT_MAX_BYTES)),
+        )
     except (JoseError, ValueError) as exc:
         raise EnvelopeRefused(
             "the signature does not verify (tampered payload or wrong key)", expression="body"
         ) from exc
 
 
-def read_signed(token: str, keys: dict[str, Key]) -> dict[str, Any]:
+def read_signed(
+    token: str, keys: dict[str, Key], *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> dict[str, Any]:
     """Verify a compact JWS (e.g. the gateway's Acknowledgement) and return its JSON payload."""
-    opened = open_envelope(token.encode("ascii"), [])
+    opened = open_envelope(token.encode("ascii"), [], max_bytes=max_bytes)
     verify(opened, keys, who="the signer")
     data = json.loads(opened.payload)
     if not isinstance(data, dict):

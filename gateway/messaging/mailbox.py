@@ -35,12 +35,14 @@ from gateway.errors import (
 from gateway.messaging import envelope, outbound, records
 from gateway.messaging.keys import gateway_encryption_keys, signing_keys
 from gateway.messaging.records import Delivery, MessageRecord
-from gateway.participants.directory import Participant, ParticipantDirectory
+from gateway.participants.directory import PLAIN, Participant, ParticipantDirectory
 from gateway.search.dates import format_instant
 from gateway.settings import Settings
 from gateway.store.database import Database
 from gateway.store.repository import Store
 from gateway.store.schema import deliveries, messages
+
+FHIR_JSON = "application/fhir+json"
 
 router = APIRouter(tags=["messaging"])
 
@@ -76,11 +78,12 @@ def _summary(record: MessageRecord) -> dict[str, Any]:
     }
 
 
-def _received_view(item: _Item, sealed: str | None) -> dict[str, Any]:
+def _received_view(item: _Item, sealed: str | dict[str, Any] | None) -> dict[str, Any]:
     view = _summary(item.record)
     view["delivery"] = item.delivery.to_json()
     if sealed is not None:
-        view["envelope"] = sealed
+        # A participant registered for plain transport gets the Bundle itself.
+        view["bundle" if isinstance(sealed, dict) else "envelope"] = sealed
         view["ack"] = _ack_path(item.record.key)
     return view
 
@@ -156,13 +159,13 @@ async def _seal(
     Sealing renders through consent (and audits the disclosure), so it happens outside the
     write transaction; a copy consent withholds is ``failed`` with the reason, never silent.
     """
-    sealed: dict[tuple[str, str], str | None] = {}
+    sealed: dict[tuple[str, str], str | dict[str, Any] | None] = {}
     refused: dict[tuple[str, str], str] = {}
     for item in items:
         key = (item.record.key, item.delivery.receiver)
         if item.delivery.mode == MAILBOX and item.delivery.status in _UNACKNOWLEDGED:
             try:
-                sealed[key] = await outbound.seal_for(store, settings, item.record, receiver)
+                sealed[key] = await outbound.copy_for(store, settings, item.record, receiver)
             except outbound.NoEncryptionKey as exc:  # as the delivery worker: failed, visibly
                 sealed[key], refused[key] = None, str(exc)
     updated: dict[tuple[str, str], Delivery] = {}
@@ -276,8 +279,9 @@ async def get_message(
     return JSONResponse(view)
 
 
-async def _jose_body(request: Request, settings: Settings) -> bytes:
-    """The body (empty allowed), refused when too large or not ``application/jose``."""
+async def _jose_body(request: Request, settings: Settings) -> tuple[bytes, str]:
+    """The body (empty allowed) and its media type, refused when too large or neither
+    ``application/jose`` nor (plain transport) ``application/fhir+json``."""
     declared = request.headers.get("content-length")
     limit = settings.max_body_bytes
     if declared and declared.isdigit() and int(declared) > limit:
@@ -286,11 +290,11 @@ async def _jose_body(request: Request, settings: Settings) -> bytes:
     if len(body) > limit:
         raise PayloadTooLarge(f"the acknowledgement is larger than {limit} bytes")
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if body and media != envelope.MEDIA_TYPE:
+    if body and media not in (envelope.MEDIA_TYPE, FHIR_JSON):
         raise UnsupportedMediaType(
             f"send the signed Acknowledgement as {envelope.MEDIA_TYPE}", expression="Content-Type"
         )
-    return body
+    return body, media
 
 
 def _read_bundle(payload: bytes) -> dict[str, Any]:
@@ -335,7 +339,7 @@ async def acknowledge(
     to its sender (a ``reply`` delivery) is not acknowledged in turn: an empty body closes it.
     """
     caller = principal.participant
-    body = await _jose_body(request, settings)
+    body, media = await _jose_body(request, settings)
     async with store.read_connection() as conn:
         record = await records.get_message(conn, key)
         mine = None if record is None else await records.get_delivery(conn, key, caller)
@@ -357,9 +361,23 @@ async def acknowledge(
             f"send the signed Acknowledgement as {envelope.MEDIA_TYPE}", expression="Content-Type"
         )
     participant = await _caller(database, caller)
-    opened = envelope.open_envelope(body, gateway_encryption_keys(settings))
-    envelope.verify(opened, signing_keys(participant), who=caller)
-    ack_bundle = _read_bundle(opened.payload)
+    if media == FHIR_JSON:
+        # A MedCom system registered for plain transport answers with the Bundle itself.
+        if participant.transport != PLAIN:
+            raise UnsupportedMediaType(
+                f"{caller} is registered for the JOSE envelope: send the signed "
+                f"Acknowledgement as {envelope.MEDIA_TYPE}",
+                expression="Content-Type",
+            )
+        ack_bundle = _read_bundle(body)
+        signed = body.decode("utf-8", errors="replace")
+    else:
+        opened = envelope.open_envelope(
+            body, gateway_encryption_keys(settings), max_bytes=settings.max_body_bytes
+        )
+        envelope.verify(opened, signing_keys(participant), who=caller)
+        ack_bundle = _read_bundle(opened.payload)
+        signed = opened.signed
     info = outbound.read_ack_header(ack_bundle)
     if info.acknowledged != record.message_id:
         raise BadRequest(
@@ -395,7 +413,7 @@ async def acknowledge(
                 last_error=None,
             )
         else:
-            await outbound.route_ack(writer, record, caller, ack_bundle, opened.signed)
+            await outbound.route_ack(writer, record, caller, ack_bundle, signed)
         final = await records.get_delivery(writer.conn, key, caller)
     return _ack_answer(record, final or mine)
 

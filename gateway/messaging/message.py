@@ -36,6 +36,7 @@ DESTINATION_USE_SYSTEM = (
 )
 
 CARE_COMMUNICATION = "care-communication-message"
+HOSPITAL_NOTIFICATION = "hospital-notification-message"
 ACKNOWLEDGEMENT = "acknowledgement-message"
 REHAB_PLAN = "rehab-plan"
 STATEMENT_REQUEST = "medical-statement-request"
@@ -49,6 +50,7 @@ MEETING_INVITATION = CASE
 # Event code → its system (codes are unique across both systems).
 EVENTS: dict[str, str] = {
     CARE_COMMUNICATION: MEDCOM_EVENTS,
+    HOSPITAL_NOTIFICATION: MEDCOM_EVENTS,
     ACKNOWLEDGEMENT: MEDCOM_EVENTS,
     REHAB_PLAN: OUR_EVENTS,
     STATEMENT_REQUEST: OUR_EVENTS,
@@ -56,16 +58,38 @@ EVENTS: dict[str, str] = {
     CASE: OUR_EVENTS,
     CONSENT_UPDATE: OUR_EVENTS,
 }
-# MedCom's activity codes a message's Provenance may carry.
-ACTIVITIES = frozenset(
-    {
-        "new-message",
-        "reply-message",
-        "forward-message",
-        "modified-message",
-        "retracted-message",
-        "acknowledgement",
-    }
+# MedCom's events whose sender and receivers are MedCom parties: each Organization carries
+# both its SOR and its EAN when the directory knows both (medcom-messaging-organization).
+MEDCOM_STANDARD_EVENTS = frozenset({CARE_COMMUNICATION, HOSPITAL_NOTIFICATION})
+# MedCom's activity codes a message's Provenance may carry: CodeSystem
+# http://medcomfhir.dk/ig/terminology/CodeSystem/medcom-messaging-activityCodes 1.8.1
+# (medcomdk/dk-medcom-terminology, input/fsh/MedComMessagingActivityCodes.fsh).
+_STAY_EVENTS = (
+    "admit-emergency",
+    "admit-inpatient",
+    "start-leave-inpatient",
+    "end-leave-inpatient",
+    "discharge-emergency-home",
+    "discharge-inpatient-home",
+)
+# HospitalNotification's activities (ValueSet medcom-hospitalNotification-messageActivities):
+# each stay event, its revision and its cancellation.
+HOSPITAL_NOTIFICATION_ACTIVITIES = frozenset(
+    {code for event in _STAY_EVENTS for code in (event, f"revise-{event}", f"cancel-{event}")}
+)
+ACTIVITIES = (
+    frozenset(
+        {
+            "new-message",
+            "reply-message",
+            "forward-message",
+            "modified-message",
+            "retract-message",
+            "carboncopy-message",
+            "acknowledgement",
+        }
+    )
+    | HOSPITAL_NOTIFICATION_ACTIVITIES
 )
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 

@@ -22,13 +22,13 @@ from sqlalchemy import select
 
 from consent._codes import DIRECTORY_TYPES
 from consent._resources import local_reference
-from gateway.data import DataPath, principal_for
+from gateway.data import DataPath, principal_for, rewrite_references
 from gateway.errors import BadRequest, Conflict, NotFound
 from gateway.messaging import acks, envelope, records
 from gateway.messaging.keys import encryption_key, gateway_signing_key
 from gateway.messaging.message import ACKNOWLEDGEMENT
 from gateway.messaging.records import MessageRecord
-from gateway.participants.directory import Participant
+from gateway.participants.directory import PLAIN, Participant
 from gateway.search.dates import format_instant, utc_now
 from gateway.settings import Settings
 from gateway.store.repository import Store
@@ -44,6 +44,8 @@ FINAL_ACK_CODES = (ACK_OK, ACK_FATAL)
 # Entries of the original Bundle that travel as they are: the message's Provenance and
 # directory data (not health data; MessageHeader.sender/receiver and Provenance name them).
 _ENVELOPE_TYPES = frozenset({"Provenance"}) | DIRECTORY_TYPES
+# Travel as the message carried them (under their stored ids): the citizen and the directory.
+_AS_SENT_TYPES = frozenset({"Patient"}) | DIRECTORY_TYPES
 # Stored resources that are never a message's focus by themselves.
 _NOT_FOCUS_TYPES = frozenset({"Patient", "Provenance", "MessageHeader"}) | DIRECTORY_TYPES
 
@@ -167,11 +169,26 @@ async def render_for(
             "resource": header,
         }
     ]
-    full_urls = {f"{base}/{ref}" for ref in stored_refs}
-    entries += [
-        {"fullUrl": f"{base}/{ref}", "resource": resource}
-        for ref, resource in zip(stored_refs, stored, strict=True)
-    ]
+    visible = dict(zip(stored_refs, stored, strict=True))
+    if record.origins is not None:
+        entries += _as_sent(original, record.origins, visible, base)
+    else:
+        entries += _stored_and_envelope(original, visible, base)
+    bundle = {k: v for k, v in original.items() if k not in ("entry", "timestamp")}
+    bundle["type"] = "message"
+    # The moment the gateway forwards it (a receiver's replay window measures from here).
+    bundle["timestamp"] = format_instant(utc_now())
+    bundle["entry"] = entries
+    return bundle
+
+
+def _stored_and_envelope(
+    original: dict[str, Any], visible: dict[str, dict[str, Any]], base: str
+) -> list[dict[str, Any]]:
+    """Messages stored before origins were recorded: the stored resources, then the
+    original's Provenance and directory entries."""
+    entries = [{"fullUrl": f"{base}/{ref}", "resource": r} for ref, r in visible.items()]
+    full_urls = {f"{base}/{ref}" for ref in visible}
     for entry in original.get("entry", [])[1:]:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or resource.get("resourceType") not in _ENVELOPE_TYPES:
@@ -179,12 +196,48 @@ async def render_for(
         if entry.get("fullUrl") in full_urls:
             continue
         entries.append(dict(entry))
-    bundle = {k: v for k, v in original.items() if k not in ("entry", "timestamp")}
-    bundle["type"] = "message"
-    # The moment the gateway forwards it (a receiver's replay window measures from here).
-    bundle["timestamp"] = format_instant(utc_now())
-    bundle["entry"] = entries
-    return bundle
+    return entries
+
+
+def _as_sent(
+    original: dict[str, Any],
+    origins: dict[str, str],
+    visible: dict[str, dict[str, Any]],
+    base: str,
+) -> list[dict[str, Any]]:
+    """The message's entries in its order, each once: what it stored as the stored resource
+    this receiver may see; its citizen and directory entries (Patient, Practitioner, …) as
+    the message carried them (a fact it stated reaches the receiver even where the stored
+    record says otherwise), under their stored ids; Provenance and the participants'
+    Organizations as they were. Derived resources (an adapter's) follow."""
+    targets = dict(origins)
+    entries: list[dict[str, Any]] = []
+    used: set[str] = set()
+    for entry in original.get("entry", [])[1:]:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            continue
+        rtype = resource.get("resourceType")
+        names = [entry.get("fullUrl"), f"{rtype}/{resource.get('id')}"]
+        ref = next((origins[n] for n in names if isinstance(n, str) and n in origins), None)
+        if ref is None:
+            if rtype in _ENVELOPE_TYPES:
+                entries.append(dict(entry))
+            continue
+        if ref in used or ref not in visible:
+            continue  # once each; hidden from this receiver: left out
+        used.add(ref)
+        if rtype in _AS_SENT_TYPES:
+            sent = rewrite_references({**resource, "id": ref.split("/", 1)[1]}, targets)
+            entries.append({"fullUrl": f"{base}/{ref}", "resource": sent})
+        else:
+            entries.append({"fullUrl": f"{base}/{ref}", "resource": visible[ref]})
+    entries += [
+        {"fullUrl": f"{base}/{ref}", "resource": r}
+        for ref, r in visible.items()
+        if ref not in used and ref not in origins.values()
+    ]
+    return entries
 
 
 async def seal_for(
@@ -205,6 +258,16 @@ async def seal_for(
             "not allowed (BROBYGGER_DELIVERY_ALLOW_PLAIN_JWS)"
         )
     return envelope.seal(bundle, gateway_signing_key(settings), recipient)
+
+
+async def copy_for(
+    store: Store, settings: Settings, record: MessageRecord, receiver: Participant
+) -> str | dict[str, Any] | None:
+    """What ``receiver`` gets: a participant registered for the ``plain`` transport (a MedCom
+    system) the message Bundle itself, every other one the sealed envelope (``seal_for``)."""
+    if receiver.transport == PLAIN:
+        return await render_for(store, settings, record, receiver)
+    return await seal_for(store, settings, record, receiver)
 
 
 # --- acknowledgements ------------------------------------------------------------------------

@@ -48,6 +48,8 @@ class MessageRecord:
     ack: dict[str, Any]
     resources: list[str]
     reply_to: str | None
+    # fullUrl (and Type/id) in the message → the "Type/id" it was stored as.
+    origins: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ def message_from_row(row: Row[Any]) -> MessageRecord:
         ack=json.loads(row.ack),
         resources=json.loads(row.resources),
         reply_to=row.reply_to,
+        origins=None if row.origins is None else json.loads(row.origins),
     )
 
 
@@ -150,6 +153,7 @@ async def insert_message(writer: Transaction, record: MessageRecord) -> None:
             ack=json.dumps(record.ack, ensure_ascii=False, separators=(",", ":")),
             resources=json.dumps(record.resources),
             reply_to=record.reply_to,
+            origins=None if record.origins is None else json.dumps(record.origins),
         )
     )
 

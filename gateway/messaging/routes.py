@@ -3,7 +3,8 @@
 The answer to a message is the gateway's Acknowledgement, a compact JWS signed with the
 gateway's key (``Content-Type: application/jose``): 200 for ``ok`` and ``fatal-error``, 503
 (with ``Retry-After``) for ``transient-error``. A client that wants to read it without JOSE
-may send ``Accept: application/fhir+json`` and gets the Acknowledgement Bundle as JSON.
+may send ``Accept: application/fhir+json`` and gets the Acknowledgement Bundle as JSON; a
+participant sending plain FHIR (its registered transport) gets JSON unless it asks for JOSE.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from gateway.api.responses import fhir_response
 from gateway.deps import PrincipalDep, SettingsDep, StoreDep
 from gateway.errors import PayloadTooLarge
 from gateway.messaging.envelope import MEDIA_TYPE, canonical_json, sign
-from gateway.messaging.inbound import process_message
+from gateway.messaging.inbound import PLAIN_MEDIA_TYPES, process_message
 from gateway.messaging.keys import gateway_jwks, gateway_signing_key
 
 router = APIRouter(tags=["messaging"])
@@ -47,7 +48,9 @@ async def process(
     if answer.message_key is not None:
         headers["X-Message-Key"] = answer.message_key
     accept = request.headers.get("accept", "")
-    if "application/fhir+json" in accept and MEDIA_TYPE not in accept:
+    plain = media in PLAIN_MEDIA_TYPES and MEDIA_TYPE not in accept
+    if plain or ("application/fhir+json" in accept and MEDIA_TYPE not in accept):
+        # A plain (MedCom) sender gets the Acknowledgement as FHIR JSON; a JOSE sender asks.
         return fhir_response(answer.ack, status_code=answer.status, headers=headers)
     signed = sign(canonical_json(answer.ack), gateway_signing_key(settings))
     return Response(signed, status_code=answer.status, media_type=MEDIA_TYPE, headers=headers)

@@ -250,6 +250,27 @@ def set_endpoint(
     typer.echo(f"{updated.name}: {updated.endpoint or 'mailbox'}")
 
 
+@participants_app.command("set-transport")
+def set_transport(
+    name: str,
+    transport: Annotated[
+        str,
+        typer.Argument(
+            help="jose: a JWE holding a JWS (the default); plain: a FHIR message Bundle "
+            "(application/fhir+json or +xml) over the participant's authenticated TLS "
+            "connection, as MedCom systems send"
+        ),
+    ],
+) -> None:
+    """Set how a participant sends messages to POST /fhir/$process-message."""
+
+    async def work(_s: Settings, directory: ParticipantDirectory, _store: Store) -> Participant:
+        return await directory.set_transport(name, transport)
+
+    updated = _with_directory(work)
+    typer.echo(f"{updated.name}: transport {updated.transport}")
+
+
 def _http_client() -> httpx.Client:
     """The HTTP client ``token`` uses (a seam for tests)."""
     return httpx.Client(timeout=10.0)

@@ -35,6 +35,12 @@ KINDS: dict[str, str] = {
     "employer": "Employer",
     "citizen-portal": "Citizen portal",
 }
+# How a participant sends messages (gateway/messaging/inbound.py): the signed and encrypted
+# JOSE envelope, or (MedCom systems) a plain FHIR message Bundle over its authenticated TLS
+# connection, with its SMART token.
+JOSE = "jose"
+PLAIN = "plain"
+TRANSPORTS = (JOSE, PLAIN)
 # Lower-case letters, digits and hyphens; it is a client_id, a file name and part of an id.
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,58}[a-z0-9])?$")
 
@@ -55,6 +61,8 @@ class Participant:
     jwks: dict[str, Any] = field(default_factory=lambda: {"keys": []})
     endpoint: str | None = None
     mailbox: bool = True
+    # How it sends to $process-message: "jose" (JWE ⟨JWS⟩, the default) or "plain".
+    transport: str = "jose"
 
     def identifier(self, system: str) -> str | None:
         """The first value of ``system`` among the identifiers, if any."""
@@ -70,6 +78,7 @@ class Participant:
             "jwks": self.jwks,
             "endpoint": self.endpoint,
             "mailbox": self.mailbox,
+            "transport": self.transport,
         }
 
 
@@ -86,6 +95,10 @@ def validate_participant(participant: Participant) -> Participant:
         )
     if participant.kind not in KINDS:
         raise InvalidParticipant(f"kind must be one of {', '.join(KINDS)}", expression="kind")
+    if participant.transport not in TRANSPORTS:
+        raise InvalidParticipant(
+            f"transport must be one of {', '.join(TRANSPORTS)}", expression="transport"
+        )
     display = participant.display.strip()
     if not display or len(display) > 255:
         raise InvalidParticipant("display must be 1-255 characters", expression="display")
@@ -146,6 +159,7 @@ def _from_row(row: Row[Any]) -> Participant:
         jwks=json.loads(row.jwks),
         endpoint=row.endpoint,
         mailbox=bool(row.mailbox),
+        transport=row.transport or JOSE,
     )
 
 
@@ -229,6 +243,7 @@ class ParticipantDirectory:
                     jwks=json.dumps(participant.jwks),
                     endpoint=participant.endpoint,
                     mailbox=participant.mailbox,
+                    transport=participant.transport,
                     created_at=now,
                     updated_at=now,
                 )
@@ -270,6 +285,24 @@ class ParticipantDirectory:
                         mailbox=checked.endpoint is None,
                         updated_at=utc_now(),
                     )
+                )
+        except (DBAPIError, PoolTimeout) as exc:
+            raise StoreUnavailable("the participant directory is unavailable") from exc
+        return await self.get(name)
+
+    async def set_transport(self, name: str, transport: str) -> Participant:
+        """How the participant sends messages: ``jose`` (the default) or ``plain``."""
+        if transport not in TRANSPORTS:
+            raise InvalidParticipant(
+                f"transport must be one of {', '.join(TRANSPORTS)}", expression="transport"
+            )
+        await self.get(name)
+        try:
+            async with self.database.engine.begin() as conn:
+                await conn.execute(
+                    update(participants)
+                    .where(participants.c.name == name)
+                    .values(transport=transport, updated_at=utc_now())
                 )
         except (DBAPIError, PoolTimeout) as exc:
             raise StoreUnavailable("the participant directory is unavailable") from exc

@@ -48,6 +48,7 @@ from gateway.errors import (
 from gateway.search.dates import format_instant, utc_now
 from gateway.search.indexing import index_resource
 from gateway.search.query import Include, SearchRequest, SortKey, parse_search
+from gateway.store import identities
 from gateway.store.database import Database
 from gateway.store.schema import (
     INDEX_TABLES,
@@ -134,9 +135,13 @@ def _etag_version(if_match: str) -> str:
     return value.strip('"')
 
 
+class ConcurrentWrite(Conflict):
+    """Another transaction wrote the same row (or a citizen's identifier) first: retry."""
+
+
 def _translate_db_error(exc: DBAPIError, operation: str) -> GatewayError:
     if isinstance(exc, IntegrityError):
-        return Conflict(f"concurrent {operation}; retry with the current version")
+        return ConcurrentWrite(f"concurrent {operation}; retry with the current version")
     if isinstance(exc, OperationalError):
         return StoreUnavailable(f"the store is unavailable for {operation}; retry later")
     return StoreUnavailable(f"store error during {operation}")
@@ -221,6 +226,8 @@ class Writer:
                 .values(**row)
             )
         await self._reindex(rtype, rid, stored)
+        if rtype == "Patient":
+            await identities.claim(self.conn, rid, stored)
         self.store.written += 1
         created = current is None or bool(current.deleted)
         return WriteResult(stored, created=created)
@@ -249,6 +256,8 @@ class Writer:
             .values(version=version, last_updated=now, deleted=True, content=None)
         )
         await self._clear_index(rtype, rid)
+        if rtype == "Patient":
+            await identities.release(self.conn, rid)
         return int(version)
 
     async def _clear_index(self, rtype: str, rid: str) -> None:

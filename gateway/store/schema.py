@@ -123,6 +123,10 @@ participants = Table(
     Column("jwks", Text, nullable=False),
     Column("endpoint", String(1024), nullable=True),
     Column("mailbox", Boolean, nullable=False, default=True),
+    # How its messages reach $process-message: "jose" (a JWE holding a JWS, the default) or
+    # "plain" (a FHIR message Bundle as application/fhir+json or +xml over its authenticated
+    # TLS connection, as MedCom systems send them).
+    Column("transport", String(16), nullable=False, default="jose", server_default="jose"),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
 )
@@ -174,6 +178,9 @@ messages = Table(
     # JSON list of "Type/id" the message stored (its derived resources).
     Column("resources", Text, nullable=False),
     Column("reply_to", String(ID), nullable=True),
+    # JSON {fullUrl in the message: "Type/id" stored}: which stored resource each entry became
+    # (a forwarded copy carries each resource once, in its stored form).
+    Column("origins", Text, nullable=True),
     Index(None, "sender", "message_id", unique=True),
     Index(None, "received_at"),
 )
@@ -201,4 +208,17 @@ deliveries = Table(
     Column("ack", Text, nullable=True),
     Index(None, "status", "next_attempt_at"),
     Index(None, "receiver", "status"),
+)
+
+# The identity of a citizen: every CPR-system identifier (CPR, the replacement CPRs) belongs to
+# at most one Patient. The primary key makes that a rule of the database, not only of the
+# code: a second Patient with an identifier another one holds cannot be written, by any path.
+# Rows follow the Patient's current version (gateway/store/identities.py).
+patient_identities = Table(
+    "patient_identities",
+    metadata,
+    Column("system", String(255), primary_key=True),
+    Column("value", String(255), primary_key=True),
+    Column("patient_id", String(ID), nullable=False),
+    Index(None, "patient_id"),
 )

@@ -16,7 +16,7 @@ def test_db_upgrade_reports_the_head_revision(
     monkeypatch.setenv("BROBYGGER_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/cli.db")
     result = CliRunner().invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "database at revision 0003" in result.output
+    assert "database at revision 0004" in result.output
     assert (tmp_path / "cli.db").exists()
 
 

@@ -52,6 +52,8 @@ DESTINATION_USE_SYSTEM = (
     "http://medcomfhir.dk/ig/terminology/CodeSystem/medcom-messaging-destinationUse"
 )
 JOSE = "application/jose"
+# The largest message we accept (the gateway's BROBYGGER_MAX_MESSAGE_BYTES default).
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 START_TIMEOUT_SECONDS = 30.0
 
 
@@ -169,10 +171,12 @@ class ReceivingSystem:
         if header.get("enc") != "A256GCM":
             raise Refused(f"unexpected enc {header.get('enc')}")
         key = self.own_key(name, "enc")
+        # joserfc refuses a ciphertext over 64 KiB and a JWS payload over 125 KB by default;
+        # MedCom messages with attachments are larger: lift both to what we accept.
+        registry = jwe.JWERegistry(algorithms=[str(header.get("alg")), "A256GCM"])
+        registry.max_ciphertext_length = MAX_MESSAGE_BYTES
         try:
-            plain = jwe.decrypt_compact(
-                token, key, algorithms=[str(header.get("alg")), "A256GCM"]
-            ).plaintext
+            plain = jwe.decrypt_compact(token, key, registry=registry).plaintext
         except (JoseError, ValueError) as exc:
             raise Refused(f"cannot decrypt with {name}'s key: {exc}") from exc
         signed = (plain or b"").decode("ascii")
@@ -183,8 +187,12 @@ class ReceivingSystem:
         if kid not in keys:
             raise Refused(f"signed by {kid}, not a key the gateway publishes")
         alg = str(_segment_json(signed).get("alg"))
+        signature_registry = jws.JWSRegistry(algorithms=[alg])
+        signature_registry.max_payload_length = MAX_MESSAGE_BYTES
         try:
-            payload = jws.deserialize_compact(signed, keys[kid], algorithms=[alg]).payload
+            payload = jws.deserialize_compact(
+                signed, keys[kid], registry=signature_registry
+            ).payload
         except (JoseError, ValueError) as exc:
             raise Refused(f"the gateway's signature does not verify: {exc}") from exc
         bundle = json.loads(payload)

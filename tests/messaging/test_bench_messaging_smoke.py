@@ -22,7 +22,8 @@ def test_messaging_bench_tiny_mode(tmp_path: Path) -> None:
         sys.executable,
         *("-m", "bench.messaging"),
         *("--store", "sqlite", "--messages", str(MESSAGES), "--concurrency", "2"),
-        *("--breakdown", "2", "--delivery", "both", "--json", str(out)),
+        *("--breakdown", "2", "--delivery", "both", "--attachment-kb", "256"),
+        *("--json", str(out)),
     ]
     done = subprocess.run(
         command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False
@@ -56,3 +57,9 @@ def test_messaging_bench_tiny_mode(tmp_path: Path) -> None:
     assert deliveries["by_status"] == {"delivered": MESSAGES + WARM_UP}, deliveries
     assert deliveries["received_by_receiver"] >= MESSAGES + WARM_UP
     assert "messages / store" in done.stdout  # the rich table
+    # MedCom CareCommunications with 256 KB attachments (over joserfc's default 64 KiB cap).
+    attachments = store["attachments"]
+    assert attachments["attachment_kb"] == 256
+    assert attachments["acknowledgements"] == {"ok": MESSAGES}, attachments
+    assert attachments["envelope_bytes_mean"] > 256 * 1024
+    assert "256 KB attachments" in done.stdout

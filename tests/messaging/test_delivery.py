@@ -316,7 +316,7 @@ async def test_an_unexpected_error_is_retried_and_counted_until_failed(
     async def broken(*_: Any) -> str:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("gateway.messaging.delivery.seal_for", broken)
+    monkeypatch.setattr("gateway.messaging.delivery.copy_for", broken)
     record = await rehab_message(env)
     await run(env, rounds=5)
     row = await delivery(env, record.key)
@@ -670,3 +670,30 @@ async def test_worker_tolerates_a_broken_round(env: Env, mock: Any) -> None:
     stop.set()
     await asyncio.wait_for(task, 10)
     assert calls >= 2
+
+
+# --- plain transport (a MedCom system) --------------------------------------------------------
+
+
+async def test_a_plain_receiver_gets_the_bundle_itself_and_answers_with_json(
+    env: Env, mock: Any
+) -> None:
+    await ParticipantDirectory(env.database).set_transport(REHAB, "plain")
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["Content-Type"] == "application/fhir+json"
+        bundle = json.loads(request.content)
+        seen.append(bundle)
+        return httpx.Response(200, json=ack_for(bundle, "ok"))
+
+    mock.post(REHAB_URL).mock(side_effect=handler)
+    record = await rehab_message(env)
+    await run(env)
+    row = await delivery(env, record.key)
+    assert (row.status, row.ack_code) == ("acknowledged", "ok")
+    assert [b["entry"][0]["resource"]["id"] for b in seen] == [record.message_id]
+    # The acknowledgement is routed back to the sender as before.
+    async with env.store.read_connection() as conn:
+        replies = await records.find_by_message_id(conn, row.ack["entry"][0]["resource"]["id"])
+    assert [r.reply_to for r in replies] == [record.key]

@@ -365,7 +365,12 @@ def _collect_bundles(c: Collector, ids: dict[str, str]) -> None:
     doomed = c.create({**BASE_EXAMPLES["Patient"], "identifier": [{"system": CPR, "value": "2"}]})
     updated = c.http.put(
         f"Patient/{doomed}",
-        json={**BASE_EXAMPLES["Patient"], "id": doomed, "gender": "female"},
+        json={
+            **BASE_EXAMPLES["Patient"],
+            "id": doomed,
+            "identifier": [{"system": CPR, "value": "2"}],
+            "gender": "female",
+        },
         headers={"Content-Type": FHIR_JSON, "If-Match": 'W/"1"'},
     )
     c.keep("resource-Patient-updated", updated, 200)
