@@ -1,8 +1,8 @@
 """Our StructureDefinitions, Questionnaires and CodeSystems, and the validator that uses them.
 
 Pure: ``validate`` takes a resource (a dict) and returns a ``ValidationReport``; ``outcome``
-turns that into the OperationOutcome ``$validate`` answers with. Base R4 comes from
-``profiles.fhir_release``, the one module that imports fhir.resources.
+turns that into the OperationOutcome ``$validate`` answers with; ``validate_incoming`` is the
+check every write path runs. Base R4 comes from HL7's own definitions (``profiles/r4/``).
 """
 
 from profiles._questionnaire import validate_questionnaire_response
@@ -13,7 +13,7 @@ from profiles._registry import (
     questionnaire_for,
 )
 from profiles._report import ValidationIssue, ValidationReport, outcome
-from profiles._validator import validate
+from profiles._validator import validate, validate_incoming
 
 __all__ = [
     "BROBYGGER_BASE",
@@ -24,5 +24,6 @@ __all__ = [
     "outcome",
     "questionnaire_for",
     "validate",
+    "validate_incoming",
     "validate_questionnaire_response",
 ]

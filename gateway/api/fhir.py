@@ -31,7 +31,8 @@ from gateway.errors import (
 from gateway.search.dates import date_range, format_instant
 from gateway.settings import Settings
 from gateway.store.repository import HistoryEntry, WriteResult
-from profiles.fhir_release import SUPPORTED_TYPES, ResourceInvalid, validate_resource
+from profiles import validate_incoming
+from profiles.fhir_release import SUPPORTED_TYPES, is_resource_type
 
 router = APIRouter(tags=["FHIR"])
 
@@ -77,15 +78,29 @@ async def _body(request: Request, settings: Settings) -> dict[str, Any]:
 
 
 def _validated(data: dict[str, Any], expected: str | None, *, status_422: bool) -> dict[str, Any]:
-    try:
-        return validate_resource(data, expected)
-    except ResourceInvalid as exc:
+    """Base R4 and every profile the resource claims that we know (``validate_incoming``)."""
+    rtype = data.get("resourceType")
+    if not isinstance(rtype, str) or not is_resource_type(rtype):
+        raise InvalidResource(
+            "the resource is not valid FHIR R4",
+            issues=[Issue("invalid", "missing or not a FHIR R4 resource type", "resourceType")],
+        )
+    if expected is not None and rtype != expected:
+        raise InvalidResource(
+            "the resource is not valid FHIR R4",
+            issues=[
+                Issue("invalid", f"expected {expected}, the body says {rtype}", "resourceType")
+            ],
+        )
+    report = validate_incoming(data, channel="rest")
+    if not report.ok:
         issues = [
-            Issue("invalid" if not status_422 else "structure", i.message, i.expression)
-            for i in exc.issues
+            Issue("invalid" if not status_422 else i.code, i.text, i.expression)
+            for i in report.errors
         ]
         error_class = UnprocessableResource if status_422 else InvalidResource
-        raise error_class("the resource is not valid FHIR R4", issues=issues) from exc
+        raise error_class("the resource is not valid FHIR R4 or its profiles", issues=issues)
+    return data
 
 
 def _write_headers(result: WriteResult, settings: Settings) -> dict[str, str]:

@@ -280,7 +280,7 @@ class Inbound:
             )
             content = [e["resource"] for e in prepared.bundle.get("entry", [])]
         else:
-            pipeline.validate_bundle(parsed.bundle)
+            pipeline.validate_bundle(parsed.bundle, channel="messaging")
             content = list(_content(parsed.bundle))
             self._authorize({r["resourceType"] for r in content})
         for resource in content:
