@@ -279,10 +279,8 @@ def _primitive_extension(
     where: str,
     resource: Mapping[str, Any],
 ) -> None:
-    if (
-        element is None
-        or (element.choice
-        and not any(key[1:] == element.name + _cap(c) for c in element.types))
+    if element is None or (
+        element.choice and not any(key[1:] == element.name + _cap(c) for c in element.types)
     ):
         run.add("error", "structure", f"{where}.{key}", "unknown element (not in FHIR R4)")
         return
@@ -619,6 +617,8 @@ def _contained_meta(node: Any, keys: tuple[str, ...]) -> bool:
 
 
 NATIVE: Mapping[str, NativeRule] = {
+    "bdl-5": lambda n, _r, _o: any(k in n for k in ("resource", "request", "response")),
+    "bdl-8": lambda n, _r, _o: "/_history/" not in str(n.get("fullUrl", "")),
     "bdl-7": lambda _n, _r, _o: True,  # checked with the other fullUrl rules (_bundle_rules)
     "ext-1": _ext_1,
     "ref-1": _ref_1,
@@ -653,6 +653,8 @@ def _invariant(
     native = NATIVE.get(invariant.key)
     if native is not None:
         passed = native(node, resource, run.root)
+    elif _trivially_passes(invariant.expression, node):
+        return
     else:
         evaluator = _compiled(invariant.expression)
         target = node if root else _typed(node, base)
@@ -665,6 +667,91 @@ def _invariant(
     if not passed:
         severity = "warning" if invariant.severity == "warning" else "error"
         run.add(severity, "invariant", where, f"{invariant.key}: {invariant.human}", invariant.key)
+
+
+_PATH = r"([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)*)"
+# Leading guards that decide an invariant without running it (FHIRPath's own semantics):
+# "X.empty() or …", "X.exists() implies …", "X.exists().not() or …", "(X.exists() and …).not()"
+# and "X.all(…)" hold when X is absent; "X.exists() or …" holds when X is present;
+# "x = 'lit' implies …" holds when x is not that literal.
+_WHEN_ABSENT = re.compile(
+    rf"^(?:\({_PATH}\.empty\(\)\)|{_PATH}\.empty\(\)|{_PATH}\.exists\(\)\.not\(\)) or "
+)
+_WHEN_ABSENT_IMPLIES = re.compile(rf"^\(?{_PATH}\.exists\(\)\)? implies ")
+_NOT_BOTH = re.compile(rf"^\({_PATH}\.exists\(\) and ")
+_WHEN_PRESENT = re.compile(rf"^{_PATH}\.exists\(\) or ")
+_WHEN_OTHER = re.compile(r"^\(?([a-z][A-Za-z]*) = '([^']*)'\)? implies ")
+_ALL = re.compile(rf"^{_PATH}\.all\(")
+
+
+@cache
+def _guard(expression: str) -> tuple[str, str, str | None] | None:
+    # "A or B implies C" is "(A or B) implies C": a leading "or" guard decides nothing then.
+    plain_or = " implies " not in expression and " xor " not in expression
+    match = _WHEN_ABSENT.match(expression)
+    if match is not None and plain_or:
+        return ("absent", next(g for g in match.groups() if g), None)
+    match = _WHEN_ABSENT_IMPLIES.match(expression)
+    if match is not None:
+        return ("absent", match.group(1), None)
+    match = _NOT_BOTH.match(expression)
+    if match is not None and expression.endswith(").not()") and _closes_at_end(expression[:-6], 0):
+        return ("absent", match.group(1), None)
+    match = _WHEN_PRESENT.match(expression)
+    if match is not None and plain_or:
+        return ("present", match.group(1), None)
+    match = _WHEN_OTHER.match(expression)
+    if match is not None:
+        return ("other", match.group(1), match.group(2))
+    match = _ALL.match(expression)
+    if match is not None and _closes_at_end(expression, match.end() - 1):
+        return ("absent", match.group(1), None)
+    return None
+
+
+def _closes_at_end(expression: str, start: int) -> bool:
+    depth = 0
+    for index in range(start, len(expression)):
+        char = expression[index]
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index == len(expression) - 1
+    return False
+
+
+def _present(node: Any, path: str) -> bool:
+    values = [node]
+    for segment in path.split("."):
+        found: list[Any] = []
+        for value in values:
+            if not isinstance(value, Mapping):
+                continue
+            for key, item in value.items():
+                name = key[1:] if key.startswith("_") else key
+                if name == segment or (
+                    name.startswith(segment) and name[len(segment) : len(segment) + 1].isupper()
+                ):
+                    found.extend(item if isinstance(item, list) else [item])
+        values = found
+        if not values:
+            return False
+    return True
+
+
+def _trivially_passes(expression: str, node: Mapping[str, Any]) -> bool:
+    guard = _guard(expression)
+    if guard is None:
+        return False
+    kind, path, literal = guard
+    if kind == "absent":
+        return not _present(node, path)
+    if kind == "present":
+        return _present(node, path)
+    value = node.get(path)
+    return value is None or (isinstance(value, str) and value != literal)
 
 
 def _ignore_trace(*_args: Any) -> None:

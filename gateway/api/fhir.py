@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from importlib.metadata import version as package_version
 from typing import Any
@@ -31,7 +30,7 @@ from gateway.errors import (
 from gateway.search.dates import date_range, format_instant
 from gateway.settings import Settings
 from gateway.store.repository import HistoryEntry, WriteResult
-from profiles import validate_incoming
+from profiles import fhir_json, validate_incoming
 from profiles.fhir_release import SUPPORTED_TYPES, is_resource_type
 
 router = APIRouter(tags=["FHIR"])
@@ -69,7 +68,7 @@ async def _body(request: Request, settings: Settings) -> dict[str, Any]:
     if len(raw) > settings.max_body_bytes:
         raise PayloadTooLarge(f"the body is larger than {settings.max_body_bytes} bytes")
     try:
-        data = json.loads(raw)
+        data = fhir_json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("the body is not valid JSON", expression="$") from exc
     if not isinstance(data, dict):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
@@ -57,6 +56,7 @@ from gateway.settings import Settings
 from gateway.store.database import Database
 from gateway.store.repository import Store
 from gateway.store.schema import deliveries
+from profiles import fhir_json
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +326,7 @@ class DeliveryWorker:
                 response.content, gateway_encryption_keys(self.settings)
             )
             envelope.verify(opened, signing_keys(receiver), who=receiver.name)
-            ack = json.loads(opened.payload)
+            ack = fhir_json.loads(opened.payload)
             if not isinstance(ack, dict):
                 raise ValueError("the acknowledgement is not a JSON object")
             info = read_ack_header(ack)

@@ -16,6 +16,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, RSAKey
 
 from gateway.errors import BadRequest, Forbidden, Unauthorized
+from profiles import fhir_json
 
 # What a message may be signed and encrypted with (formats/messaging.md).
 SIGNING_ALGORITHMS: tuple[str, ...] = ("ES256", "ES384", "PS256")
@@ -73,7 +74,7 @@ def kid_of(key: Key) -> str:
 
 def canonical_json(bundle: dict[str, Any]) -> bytes:
     """The bytes that are signed: compact UTF-8 JSON (the signature covers exactly these)."""
-    return json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return fhir_json.dumps(bundle).encode("utf-8")
 
 
 def sign(payload: bytes, key: Key) -> str:
@@ -208,7 +209,7 @@ def read_signed(token: str, keys: dict[str, Key]) -> dict[str, Any]:
     """Verify a compact JWS (e.g. the gateway's Acknowledgement) and return its JSON payload."""
     opened = open_envelope(token.encode("ascii"), [])
     verify(opened, keys, who="the signer")
-    data = json.loads(opened.payload)
+    data = fhir_json.loads(opened.payload)
     if not isinstance(data, dict):
         raise BadRequest("the signed payload is not a JSON object")
     return data

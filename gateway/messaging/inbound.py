@@ -17,7 +17,6 @@ when the store is unavailable. Nothing is stored unless the answer is ``ok``.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -65,6 +64,7 @@ from gateway.settings import Settings
 from gateway.store.repository import Store
 from mappings import MAX_DOCUMENT_BYTES
 from mappings._codes import DIAGNOSIS_SYSTEMS
+from profiles import fhir_json
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class Answer:
 
 def content_hash(bundle: dict[str, Any]) -> str:
     """Equal for the same message content, however it was serialised."""
-    canonical = json.dumps(bundle, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    canonical = fhir_json.dumps(bundle, sort_keys=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -154,7 +154,7 @@ class Inbound:
         await self._check_signer(opened.header.get("kid"), client)
         verify(opened, signing_keys(client), who=client.name)
         try:
-            bundle = json.loads(opened.payload)
+            bundle = fhir_json.loads(opened.payload)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest("the signed payload is not JSON", expression="body") from exc
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
