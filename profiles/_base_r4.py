@@ -763,9 +763,11 @@ def _compiled(expression: str) -> Callable[..., list[Any]]:
     """The compiled form of an R4 invariant, with trace() silenced.
 
     R4 writes ``answer is Boolean`` (que-7) meaning the FHIR boolean, as the reference engine
-    reads it; fhirpathpy needs the FHIR type name for that.
+    reads it; fhirpathpy needs the FHIR type name for that. fhirpathpy has no ``hasValue()``
+    (bdl-10, cnt-3, age-1): on the JSON walked here a primitive that exists as a key has its
+    value, so ``exists()`` says the same (an extension-only primitive lives under ``_name``).
     """
-    fixed = expression.replace(" is Boolean", " is boolean")
+    fixed = expression.replace(" is Boolean", " is boolean").replace(".hasValue()", ".exists()")
     compiled: Callable[..., list[Any]] = fhirpathpy.compile(
         fixed, models["r4"], {"traceFn": _ignore_trace}
     )
