@@ -6,6 +6,8 @@ check every write path runs. Base R4 comes from HL7's own definitions (``profile
 """
 
 from profiles._questionnaire import validate_questionnaire_response
+from profiles._r4_definitions import json_names as element_json_names
+from profiles._r4_definitions import search_parameters as official_search_parameters
 from profiles._registry import (
     BROBYGGER_BASE,
     all_definitions,
@@ -20,7 +22,9 @@ __all__ = [
     "ValidationIssue",
     "ValidationReport",
     "all_definitions",
+    "element_json_names",
     "get_definition",
+    "official_search_parameters",
     "outcome",
     "questionnaire_for",
     "validate",

@@ -176,3 +176,41 @@ def is_primitive(type_name: str) -> bool:
 def is_resource(type_name: str) -> bool:
     found = structures().get(type_name)
     return found is not None and found.kind == "resource" and not found.abstract
+
+
+def json_names(resource_type: str, path: str, as_type: str | None = None) -> list[tuple[str, str]]:
+    """(JSON path, type code) for a dotted element path of ``resource_type`` (``[]``: unknown).
+
+    A choice element at the end expands to one JSON name per type (``effective`` →
+    ``effectiveDateTime``, ``effectivePeriod``, …), or to the one ``as_type`` names.
+    """
+    all_structures = structures()
+    structure = all_structures.get(resource_type)
+    if structure is None:
+        return []
+    at = resource_type
+    json_path: list[str] = []
+    segments = path.split(".")
+    for index, segment in enumerate(segments):
+        element = structure.children.get(at, {}).get(segment)
+        if element is None:
+            return []
+        if index == len(segments) - 1:
+            prefix = ".".join(json_path)
+            prefix = prefix + "." if prefix else ""
+            if not element.choice:
+                return [(prefix + element.name, element.types[0] if element.types else "")]
+            return [
+                (prefix + element.name + _cap(code), code)
+                for code in element.types
+                if as_type is None or code == as_type
+            ]
+        json_path.append(element.name)
+        if element.path in structure.children:
+            at = element.path
+        elif element.types and element.types[0] in all_structures:
+            structure = all_structures[element.types[0]]
+            at = structure.name
+        else:
+            return []
+    return []
