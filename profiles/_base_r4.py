@@ -215,8 +215,6 @@ def _object(
     for key, value in node.items():
         if key == "resourceType" and path == structure.name and structure.kind == "resource":
             continue
-        if key == "fhir_comments":
-            continue
         if key.startswith("_"):
             _primitive_extension(run, names.get(key[1:]), key, value, node, where, resource)
             element = names.get(key[1:])

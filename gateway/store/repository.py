@@ -322,7 +322,10 @@ def _without_version(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _same_content(stored: dict[str, Any], incoming: dict[str, Any]) -> bool:
-    return _without_version(stored) == _without_version(incoming)
+    # Compared as JSON text: 0.40 and 0.4 are equal Decimals but different FHIR values.
+    return fhir_json.dumps(_without_version(stored), sort_keys=True) == fhir_json.dumps(
+        _without_version(incoming), sort_keys=True
+    )
 
 
 def _parse_qs(criteria: str) -> list[tuple[str, str]]:

@@ -44,6 +44,16 @@ def test_a_decimal_reads_back_byte_identical_everywhere(client: TestClient, valu
     assert _values(client.get(f"/fhir/Observation/{rid}/_history/1").text) == [value]
 
 
+def test_a_change_of_precision_alone_is_a_new_version(client: TestClient) -> None:
+    created = client.post("/fhir/Observation", content=_observation("0.4"), headers=FHIR_JSON)
+    rid = created.json()["id"]
+    body = _observation("0.40").replace("{", f'{{"id":"{rid}",', 1)
+    updated = client.put(f"/fhir/Observation/{rid}", content=body, headers=FHIR_JSON)
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["meta"]["versionId"] == "2"
+    assert _values(client.get(f"/fhir/Observation/{rid}").text) == ["0.40"]
+
+
 def test_a_transaction_keeps_decimals(client: TestClient) -> None:
     entries = ",".join(
         f'{{"fullUrl":"urn:uuid:0000000{i}-0000-4000-8000-000000000000","resource":{_observation(v)},'

@@ -151,3 +151,37 @@ def test_an_unknown_claimed_profile_is_a_warning_never_met(client: TestClient) -
     assert [(i["severity"], "not checked" in str(i["diagnostics"])) for i in issues] == [
         ("warning", True)
     ]
+
+
+def test_rest_writes_check_every_claimed_profile_we_know(client: TestClient) -> None:
+    """Issue 14: a resource claiming our profile is no longer stored without meeting it."""
+    headers = {"Content-Type": "application/fhir+json"}
+    ours = "http://brobygger.dk/fhir/StructureDefinition/employment-relevant-observation"
+    claimed = {
+        "resourceType": "Observation",
+        "meta": {"profile": [ours]},
+        "status": "final",
+        "code": {"text": "x"},
+    }
+    refused = client.post("/fhir/Observation", json=claimed, headers=headers)
+    assert refused.status_code == 400, refused.text
+    assert any(
+        "bro-ero" in str(i.get("diagnostics")) or "employment" in str(i.get("diagnostics"))
+        for i in refused.json()["issue"]
+    ), refused.text
+    medcom = dict(
+        claimed,
+        meta={
+            "profile": ["http://medcomfhir.dk/ig/core/StructureDefinition/medcom-core-observation"]
+        },
+    )
+    stored = client.post("/fhir/Observation", json=medcom, headers=headers)
+    assert stored.status_code == 201, stored.text
+    # Base R4 is checked on REST writes too, by HL7's definitions.
+    long_id = client.put(
+        "/fhir/Patient/" + "a" * 64,
+        json={"resourceType": "Patient", "id": "a" * 64, "gender": "x"},
+        headers=headers,
+    )
+    assert long_id.status_code == 400
+    assert any(i.get("expression") == ["Patient.gender"] for i in long_id.json()["issue"])
