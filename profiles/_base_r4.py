@@ -94,7 +94,11 @@ def validate_base(resource: Any, *, where: str | None = None) -> list[Validation
     if not isinstance(resource, Mapping):
         return [ValidationIssue("error", "structure", "$", "a resource must be a JSON object")]
     run = _Run(resource)
-    _resource(run, resource, where or str(resource.get("resourceType", "$")), resource)
+    root = where or str(resource.get("resourceType", "$"))
+    try:
+        _resource(run, resource, root, resource)
+    except RecursionError:
+        return [ValidationIssue("error", "too-costly", root, "the resource is nested too deeply")]
     return run.issues
 
 
@@ -816,6 +820,9 @@ def _narrative(run: _Run, div: str, where: str) -> None:
             "are not allowed; use the character or &#174;)",
             "txt-1",
         )
+        return
+    if tree.getroottree().docinfo.doctype:
+        run.add("error", "invariant", where, "txt-1: a narrative has no DOCTYPE", "txt-1")
         return
     if tree.tag != f"{{{_XHTML_NS}}}div":
         run.add(

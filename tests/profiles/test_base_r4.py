@@ -961,3 +961,40 @@ def test_hl7_published_r4_resources_pass() -> None:
         r["id"]: [i.text for i in validate_base(r) if i.severity == "error"] for r in resources
     }
     assert {k: v for k, v in flagged.items() if v} == {}
+
+
+def test_fixed_values_and_patterns_as_profiles_layer_them() -> None:
+    # Base R4 itself fixes no value; the check is there for definitions that do.
+    from profiles._base_r4 import _matches_pattern
+
+    pattern = {"coding": [{"system": "http://loinc.org", "code": "1-8"}]}
+    assert _matches_pattern(
+        {
+            "coding": [
+                {"system": "x"},
+                {"system": "http://loinc.org", "code": "1-8", "display": "d"},
+            ]
+        },
+        pattern,
+    )
+    assert not _matches_pattern(
+        {"coding": [{"system": "http://loinc.org", "code": "2-6"}]}, pattern
+    )
+    assert not _matches_pattern("1-8", pattern)
+
+
+def test_a_resource_nested_too_deeply_is_an_error_not_a_crash() -> None:
+    item: dict[str, Any] = {"linkId": "x", "type": "group"}
+    root = item
+    for _ in range(3000):
+        child: dict[str, Any] = {"linkId": "x", "type": "group"}
+        item["item"] = [child]
+        item = child
+    issues = validate_base({"resourceType": "Questionnaire", "status": "active", "item": [root]})
+    assert [i.code for i in issues] == ["too-costly"]
+
+
+def test_a_narrative_with_a_doctype_is_refused() -> None:
+    div = f"<!DOCTYPE div><div {XHTML}>x</div>"
+    issues = validate_base({"resourceType": "Patient", "text": {"status": "generated", "div": div}})
+    assert [i.key for i in issues] == ["txt-1"]
