@@ -821,7 +821,7 @@ def _narrative(run: _Run, div: str, where: str) -> None:
             "txt-1",
         )
         return
-    if tree.getroottree().docinfo.doctype:
+    if getattr(tree.getroottree().docinfo, "doctype", ""):
         run.add("error", "invariant", where, "txt-1: a narrative has no DOCTYPE", "txt-1")
         return
     if tree.tag != f"{{{_XHTML_NS}}}div":
