@@ -456,6 +456,34 @@ def _datatype_rules(run: _Run, code: str, value: Any, where: str, element: Eleme
         _attachment(run, value, where)
     elif code == "Extension" and not element.path.endswith("Extension.extension"):
         _extension_url(run, value, where)
+    elif code == "Reference" and element.targets:
+        _reference_target(run, value, where, element.targets)
+
+
+_LITERAL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
+
+
+def _reference_target(
+    run: _Run, value: Mapping[str, Any], where: str, targets: tuple[str, ...]
+) -> None:
+    """A literal reference names a resource type the element allows (its targetProfiles)."""
+    if "Resource" in targets:
+        return
+    reference = value.get("reference")
+    if not isinstance(reference, str) or reference.startswith(("#", "urn:")):
+        return
+    match = _LITERAL.search(reference)
+    if match is None or not is_resource(match.group(1)):
+        return
+    if match.group(1) not in targets:
+        # A warning for now (the reference validator errs): the round-table flow's Appointment
+        # invites Organizations, which R4's Appointment.participant.actor does not allow.
+        run.add(
+            "warning",
+            "structure",
+            f"{where}.reference",
+            f"a reference to {match.group(1)} is not allowed here (allowed: {', '.join(targets)})",
+        )
 
 
 def _attachment(run: _Run, value: Mapping[str, Any], where: str) -> None:
