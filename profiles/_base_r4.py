@@ -646,7 +646,54 @@ def _contained_meta(node: Any, keys: tuple[str, ...]) -> bool:
     return True
 
 
+def _bundle_parts(part: str, types: tuple[str, ...]) -> NativeRule:
+    """bdl-3 / bdl-4: each entry has ``part`` exactly when the Bundle's type is in ``types``."""
+
+    def rule(node: Any, _res: Mapping[str, Any], _root: Mapping[str, Any]) -> bool:
+        wanted = node.get("type") in types
+        entries = node.get("entry") or []
+        return all((part in e) == wanted for e in entries if isinstance(e, Mapping))
+
+    return rule
+
+
+def _codings(concept: Any) -> list[Any]:
+    return list(concept.get("coding") or []) if isinstance(concept, Mapping) else []
+
+
+def _obs_7(node: Any, _res: Mapping[str, Any], _root: Mapping[str, Any]) -> bool:
+    # value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists())
+    # .empty(): a component may not repeat the Observation's own code when it has a value.
+    if not any(k.startswith("value") and k[5:6].isupper() for k in node):
+        return True
+    own = _codings(node.get("code"))
+    for component in node.get("component") or []:
+        if isinstance(component, Mapping) and any(
+            c in own for c in _codings(component.get("code"))
+        ):
+            return False
+    return True
+
+
+_VER_STATUS = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+
+
+def _con_5(node: Any, _res: Mapping[str, Any], _root: Mapping[str, Any]) -> bool:
+    refuted = any(
+        isinstance(c, Mapping)
+        and c.get("system") == _VER_STATUS
+        and c.get("code") == "entered-in-error"
+        for c in _codings(node.get("verificationStatus"))
+    )
+    return not refuted or "clinicalStatus" not in node
+
+
 NATIVE: Mapping[str, NativeRule] = {
+    "bdl-3": _bundle_parts("request", ("batch", "transaction", "history")),
+    "bdl-4": _bundle_parts("response", ("batch-response", "transaction-response", "history")),
+    "obs-7": _obs_7,
+    "org-1": lambda n, _r, _o: bool(n.get("identifier")) or "name" in n or "_name" in n,
+    "con-5": _con_5,
     "bdl-5": lambda n, _r, _o: any(k in n for k in ("resource", "request", "response")),
     "bdl-8": lambda n, _r, _o: "/_history/" not in str(n.get("fullUrl", "")),
     "bdl-7": lambda _n, _r, _o: True,  # checked with the other fullUrl rules (_bundle_rules)

@@ -699,8 +699,60 @@ MUST_FAIL: list[tuple[str, dict[str, Any], str, str]] = [
         "unknown element",
     ),
 ]
+_REFUTED = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+            "code": "entered-in-error",
+        }
+    ]
+}
+_ACTIVE = {
+    "coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+    ]
+}
+MUST_FAIL.append(
+    (
+        "con-5",
+        {
+            "resourceType": "Condition",
+            "subject": {"reference": "Patient/1"},
+            "verificationStatus": _REFUTED,
+            "clinicalStatus": _ACTIVE,
+        },
+        "Condition",
+        "con-5",
+    )
+)
+
 # Close relatives of the failing cases that are valid R4.
 MUST_PASS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "con-5-refuted-without-clinical-status",
+        {
+            "resourceType": "Condition",
+            "subject": {"reference": "Patient/1"},
+            "verificationStatus": _REFUTED,
+        },
+    ),
+    (
+        "obs-7-other-component-code",
+        _obs(
+            valueString="a",
+            code={"coding": [{"system": "s", "code": "c"}]},
+            component=[{"code": {"coding": [{"system": "s", "code": "d"}]}, "valueString": "b"}],
+        ),
+    ),
+    ("org-1-name-only", {"resourceType": "Organization", "name": "x"}),
+    (
+        "batch-response",
+        {
+            "resourceType": "Bundle",
+            "type": "batch-response",
+            "entry": [{"response": {"status": "200"}}],
+        },
+    ),
     ("reference-target-absolute", _obs(subject={"reference": "http://x.org/fhir/Patient/1"})),
     ("reference-any-resource", _obs(focus=[{"reference": "Organization/1"}])),
     ("reference-urn", _obs(subject={"reference": "urn:uuid:00000000-0000-4000-8000-000000000001"})),
