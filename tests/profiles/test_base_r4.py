@@ -1070,3 +1070,16 @@ def test_a_reference_to_a_type_the_element_does_not_allow_is_reported() -> None:
 def test_a_reference_to_a_type_the_element_does_not_allow_is_an_error() -> None:
     issues = validate_base(_obs(subject={"reference": "Organization/1"}))
     assert [i.severity for i in issues] == ["error"]
+
+
+def test_the_1mib_limit_is_for_strings_not_attachments() -> None:
+    data = base64.b64encode(b"\0" * 3_000_000).decode()
+    attachment = {"contentType": "application/pdf", "data": data, "size": 3_000_000}
+    document = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "content": [{"attachment": attachment}],
+    }
+    assert validate_base(document) == []
+    long_text = {"resourceType": "Patient", "name": [{"text": "x" * (1024 * 1024 + 1)}]}
+    assert [i.text for i in validate_base(long_text)] == ["a string is at most 1 MiB"]
