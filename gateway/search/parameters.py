@@ -28,6 +28,7 @@ class SearchParam:
     kind: Kind
     paths: tuple[str, ...]
     targets: tuple[str, ...] = ()
+    definition: str | None = None  # the canonical URL of HL7's SearchParameter, when it is one
 
 
 # Which of HL7's R4 search parameters the gateway serves, per resource type (pinned).
@@ -180,7 +181,7 @@ def generate(resource_type: str, code: str) -> SearchParam:
     chosen = PATH_OVERRIDES.get((resource_type, code), tuple(dict.fromkeys(paths)))
     if not chosen:
         raise ValueError(f"{resource_type}?{code}: no indexable path in {official['expression']}")
-    return SearchParam(code, kind, chosen, tuple(dict.fromkeys(targets)))
+    return SearchParam(code, kind, chosen, tuple(dict.fromkeys(targets)), official.get("url"))
 
 
 @cache

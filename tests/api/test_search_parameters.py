@@ -83,3 +83,18 @@ def test_the_index_walk_finds_values_on_the_generated_paths() -> None:
         v for path in SEARCH_PARAMS["Observation"]["date"].paths for v in walk(observation, path)
     ]
     assert found == [{"start": "2024-01-01"}]
+
+
+def test_the_capability_statement_names_hl7s_definitions_and_validate(client: object) -> None:
+    from starlette.testclient import TestClient
+
+    assert isinstance(client, TestClient)
+    statement = client.get("/fhir/metadata").json()
+    rest = statement["rest"][0]
+    assert {
+        "name": "validate",
+        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+    } in rest["operation"]
+    observation = next(r for r in rest["resource"] if r["type"] == "Observation")
+    date = next(p for p in observation["searchParam"] if p["name"] == "date")
+    assert date["definition"] == OFFICIAL[("Observation", "date")]["url"]
