@@ -73,3 +73,16 @@ def test_fhir_json_round_trips_text_and_compares_by_value() -> None:
     assert fhir_json.dumps(parsed) == text
     assert parsed["a"][0] == parsed["a"][0].__class__("0.4")  # by value
     assert parsed["a"][1] < 2 and parsed["a"][3] == 100000
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="no number or quantity search parameter is supported yet (value-quantity needs a "
+    "quantity index: a migration); when added it must compare by value (0.4 finds 0.40)",
+)
+def test_a_quantity_search_compares_by_value(client: TestClient) -> None:
+    created = client.post("/fhir/Observation", content=_observation("0.40"), headers=FHIR_JSON)
+    assert created.status_code == 201
+    found = client.get("/fhir/Observation", params={"value-quantity": "0.4"})
+    assert found.status_code == 200, found.text
+    assert _values(found.text) == ["0.40"]
