@@ -1,8 +1,10 @@
 """The one module that fixes the FHIR release for the whole code base.
 
-fhir.resources 8 ships R5 at its top level; the R4 wire format lives in
-``fhir.resources.R4B``. Nothing else in Brobygger imports ``fhir.resources``: every package
-asks this module to check or build a resource.
+FHIR R4 (4.0.1) it is: ``validate_resource`` checks against HL7's own R4 definitions
+(``profiles/r4``) and returns the JSON as sent. fhir.resources 8 ships R5 at its top level and
+R4B in ``fhir.resources.R4B``; nothing else in Brobygger imports ``fhir.resources``, and here it
+serves only ``model_round_trip`` (the goldens' parse → dump check), never the data path: its
+models lose decimal precision (``0.40`` → ``0.4``).
 """
 
 from __future__ import annotations
