@@ -22,11 +22,7 @@ from profiles._r4_definitions import raw_definitions, source, structures
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[2]
-SHARED = (
-    REPO.parent.parent / "shared"
-    if (REPO.parent.parent / "shared").is_dir()
-    else REPO.parent / "shared"
-)
+SHARED = REPO.parent / "shared"  # beside the repository, as the other tests find it
 XHTML = 'xmlns="http://www.w3.org/1999/xhtml"'
 
 
