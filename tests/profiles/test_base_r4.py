@@ -1079,3 +1079,32 @@ def test_the_1mib_limit_is_for_strings_not_attachments() -> None:
     assert validate_base(document) == []
     long_text = {"resourceType": "Patient", "name": [{"text": "x" * (1024 * 1024 + 1)}]}
     assert [i.text for i in validate_base(long_text)] == ["a string is at most 1 MiB"]
+
+
+def test_a_ggop_bundle_needs_few_fhirpath_evaluations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 10 ms budget, bounded by counts: natives and guards keep the engine out of the way."""
+    from datetime import UTC, datetime
+
+    import profiles._base_r4 as base
+    from mappings import map_document
+
+    calls: list[str] = []
+    compiled = base._compiled
+
+    def counting(expression: str) -> Any:
+        inner = compiled(expression)
+
+        def run(*args: Any) -> Any:
+            calls.append(expression)
+            return inner(*args)
+
+        return run
+
+    monkeypatch.setattr(base, "_compiled", counting)
+    samples = sorted((SHARED / "formats" / "samples" / "rehab-plan").glob("*.xml"))
+    assert samples
+    for sample in samples:
+        bundle = map_document(sample.read_bytes(), now=datetime(2024, 5, 1, tzinfo=UTC)).bundle
+        before = len(calls)
+        assert [i for i in validate_base(bundle) if i.severity == "error"] == []
+        assert len(calls) - before <= 10, calls[before:]
