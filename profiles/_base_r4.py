@@ -864,15 +864,18 @@ def _typed(node: Mapping[str, Any], base: str) -> Any:
 # --- narrative ---------------------------------------------------------------------------
 
 _XHTML_NS = "http://www.w3.org/1999/xhtml"
+# The elements and attributes FHIR allows in a narrative (R4 §2.4.0 Narrative, as the reference
+# validator lists them).
 _ALLOWED_TAGS = frozenset(
-    "a abbr acronym b big blockquote br caption cite code col colgroup dd dfn div dl dt em "
-    "h1 h2 h3 h4 h5 h6 hr i img li ol p pre q samp small span strong sub sup table tbody td "
-    "tfoot th thead tr tt ul var".split()
+    "a abbr acronym address area b bdo big blockquote br caption cite code col colgroup dd dfn "
+    "div dl dt em h1 h2 h3 h4 h5 h6 hr i img kbd li map ol p pre q samp small span strong sub "
+    "sup table tbody td tfoot th thead tr tt ul var".split()
 )
 _ALLOWED_ATTRIBUTES = frozenset(
     "title style class id lang xml:lang dir accesskey tabindex align valign span width height "
     "abbr axis headers scope rowspan colspan cellspacing cellpadding border frame rules summary "
-    "char charoff nowrap href name src alt start type value compact cite datetime".split()
+    "char charoff nowrap href name src alt start type value compact cite datetime longdesc "
+    "hspace vspace usemap shape coords nohref".split()
 )
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
