@@ -10,7 +10,6 @@ not health data and are not audited.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from gateway.store import audit_log
 from gateway.store.audit_writer import AuditWriter
 from gateway.store.repository import Store, new_id
 from gateway.store.schema import idx_reference, resources
+from profiles import fhir_json
 
 GATEWAY_PARTICIPANT = "brobygger-gateway"
 _AUDIT_TYPE = {
@@ -122,7 +122,7 @@ class ConsentGate:
         rows = await self._rows(query)
         by_patient: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
-            consent = json.loads(row.content)
+            consent = fhir_json.loads(row.content)
             owner = patient_of(consent)
             if owner is not None and owner in missing:
                 by_patient[owner].append(consent)
@@ -262,7 +262,7 @@ class ConsentGate:
             )
             .limit(500)
         )
-        return [json.loads(r.content) for r in await self._rows(query)]
+        return [fhir_json.loads(r.content) for r in await self._rows(query)]
 
     async def record_decisions(self, patient_id: str) -> list[Decision]:
         """The caller's decision on each record of the patient (nothing recorded or disclosed)."""

@@ -8,22 +8,32 @@ QuestionnaireResponse answering one of our Questionnaires is checked against it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
+from profiles._base_r4 import validate_base
 from profiles._questionnaire import validate_questionnaire_response
 from profiles._registry import QUESTIONNAIRE_BASE, registry
 from profiles._report import ValidationIssue, ValidationReport
 from profiles._rules import Profile, check_profile, profiles
 from profiles._terminology import check_codes_and_extensions
-from profiles.fhir_release import ResourceInvalid, validate_resource
+
+# Relative ``Bundle.entry.fullUrl`` breaks R4 ("SHALL be absolute"), but MedCom's published
+# messages use them and MedCom systems send them: on the messaging channel it is a warning.
+_RELATIVE_FULL_URL = "fullUrl must be an absolute URL"
+
+Channel = Literal["validate", "rest", "ingest", "messaging"]
 
 
-def _base_issues(resource: Any) -> list[ValidationIssue] | None:
-    try:
-        validate_resource(resource)
-    except ResourceInvalid as exc:
-        return [ValidationIssue("error", "structure", i.expression, i.message) for i in exc.issues]
-    return None
+def _base_issues(resource: Any, channel: Channel) -> list[ValidationIssue]:
+    found = validate_base(resource)
+    if channel == "messaging":
+        found = [
+            ValidationIssue("warning", i.code, i.expression, i.text, i.key)
+            if i.text.startswith(_RELATIVE_FULL_URL)
+            else i
+            for i in found
+        ]
+    return found
 
 
 def _declared(resource: Mapping[str, Any]) -> list[str]:
@@ -90,18 +100,20 @@ def _check_form(response: Mapping[str, Any]) -> list[ValidationIssue]:
     return list(validate_questionnaire_response(response, questionnaire).issues)
 
 
-def validate(resource: Any, *, profile: str | None = None) -> ValidationReport:
-    """Check ``resource`` against base R4 and our profiles.
+def validate(
+    resource: Any, *, profile: str | None = None, channel: Channel = "validate"
+) -> ValidationReport:
+    """Check ``resource`` against base R4 (HL7's definitions) and the profiles that apply.
 
-    Base R4 (the models of ``fhir_release``) comes first: if that fails, its issues are the
-    report. ``profile`` (a canonical, optionally ``|version``) replaces ``meta.profile`` for
-    the resource itself; Bundle entries are always checked against their own ``meta.profile``.
+    Base R4 comes first: if it finds errors, its issues are the report. ``profile`` (a
+    canonical, optionally ``|version``) replaces ``meta.profile`` for the resource itself;
+    Bundle entries are always checked against their own ``meta.profile``. A claimed profile we
+    do not know is a warning ("not checked") and is never listed as applied.
     """
-    base = _base_issues(resource)
-    if base is not None:
+    base = _base_issues(resource, channel)
+    if any(i.severity in ("error", "fatal") for i in base) or not isinstance(resource, Mapping):
         return ValidationReport(tuple(base))
-    assert isinstance(resource, Mapping)  # noqa: S101 - validate_resource accepted it
-    issues: list[ValidationIssue] = []
+    issues: list[ValidationIssue] = list(base)
     resource_type = resource["resourceType"]
     requested = [profile] if profile is not None else _declared(resource)
     applied = _check_resource(resource, requested, issues, explicit=profile is not None)
@@ -116,3 +128,13 @@ def validate(resource: Any, *, profile: str | None = None) -> ValidationReport:
             issues.extend(i.rebased(inner["resourceType"], prefix) for i in found)
     issues.extend(check_codes_and_extensions(resource, resource_type))
     return ValidationReport(tuple(issues), tuple(dict.fromkeys(applied)))
+
+
+def validate_incoming(resource: Any, *, channel: Channel) -> ValidationReport:
+    """The one check every write path runs (REST, ingest, messaging).
+
+    Base R4 plus every profile the resource (and each Bundle entry) claims in
+    ``meta.profile`` that we know; an unknown claimed profile (MedCom's, say) is a warning
+    "not checked", never reported as met.
+    """
+    return validate(resource, channel=channel)

@@ -1,13 +1,15 @@
 """The one module that fixes the FHIR release for the whole code base.
 
-fhir.resources 8 ships R5 at its top level; the R4 wire format lives in
-``fhir.resources.R4B``. Nothing else in Brobygger imports ``fhir.resources``: every package
-asks this module to check or build a resource.
+FHIR R4 (4.0.1) it is: ``validate_resource`` checks against HL7's own R4 definitions
+(``profiles/r4``) and returns the JSON as sent. fhir.resources 8 ships R5 at its top level and
+R4B in ``fhir.resources.R4B``; nothing else in Brobygger imports ``fhir.resources``, and here it
+serves only ``model_round_trip`` (the goldens' parse → dump check), never the data path: its
+models lose decimal precision (``0.40`` → ``0.4``).
 """
 
 from __future__ import annotations
 
-import json
+import copy
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -15,7 +17,9 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from profiles._core_rules import core_rule_issues
+from profiles import fhir_json
+from profiles._base_r4 import validate_base
+from profiles._r4_definitions import is_resource
 
 FHIR_VERSION = "4.0.1"
 
@@ -70,27 +74,17 @@ def _model_class(resource_type: str) -> Any:
 
 
 def is_resource_type(name: str) -> bool:
-    """True when ``name`` is a FHIR R4 resource type known to the model library."""
-    return bool(name) and name[0].isupper() and _model_class(name) is not None
-
-
-def _location(root: str, loc: tuple[int | str, ...]) -> str:
-    path = root
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part.endswith("__ext"):
-            path += "." + part[: -len("__ext")]
-        else:
-            path += "." + part
-    return path
+    """True when ``name`` is a concrete FHIR R4 resource type (HL7's R4 definitions)."""
+    return bool(name) and is_resource(name)
 
 
 def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, Any]:
-    """Check ``data`` against the R4 models; return it normalised as wire JSON.
+    """Check ``data`` against base R4 (HL7's definitions); return it unchanged (a deep copy).
 
-    Raises ``ResourceInvalid`` with element paths and rule texts, never with the offending
-    values (they may be health data).
+    The returned JSON is what the client sent, decimals included (``0.40`` stays ``0.40``):
+    nothing is re-serialised through a model. Raises ``ResourceInvalid`` with element paths and
+    rule texts, never with the offending values (they may be health data). Warnings (an
+    extension nobody here knows) do not fail the check.
     """
     if not isinstance(data, dict):
         raise ResourceInvalid([ResourceIssue("$", "a resource must be a JSON object")])
@@ -107,23 +101,26 @@ def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, 
                 )
             ]
         )
-    model = _model_class(resource_type)
+    errors = [i for i in validate_base(data) if i.severity in ("error", "fatal")]
+    if errors:
+        raise ResourceInvalid([ResourceIssue(i.expression, i.text) for i in errors])
+    return copy.deepcopy(data)
+
+
+def model_round_trip(data: dict[str, Any]) -> dict[str, Any]:
+    """Parse ``data`` with the R4B models and dump it again (golden tests' round trip).
+
+    Not used on the data path: the models drop decimal precision (``0.40`` → ``0.4``).
+    """
+    model = _model_class(str(data.get("resourceType")))
+    if model is None:
+        raise ResourceInvalid([ResourceIssue("resourceType", "not a model type")])
     try:
         parsed = model.model_validate(data)
-    except ValidationError as exc:
-        issues = [
-            ResourceIssue(_location(resource_type, tuple(err["loc"])), err["msg"])
-            for err in exc.errors(include_input=False, include_url=False)
-        ]
-        raise ResourceInvalid(issues) from exc
-    except KeyError as exc:
-        # fhir.resources raises a bare KeyError for a nested unknown resourceType.
+    except (ValidationError, KeyError) as exc:
         raise ResourceInvalid(
-            [ResourceIssue(resource_type, "contains a resource of an unknown type")]
+            [ResourceIssue(str(data["resourceType"]), "the model refuses it")]
         ) from exc
-    broken = core_rule_issues(data, parsed, resource_type)
-    if broken:
-        raise ResourceInvalid([ResourceIssue(where, text) for where, text in broken])
     dumped: dict[str, Any] = parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
     return dumped
 
@@ -132,6 +129,18 @@ def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, 
 # fhir.resources 8 reads FHIR XML itself (``model_validate_xml``, built on lxml): the element
 # order, ``value`` attributes, the xhtml narrative and nested resources are its work, not
 # ours. We only hand it a hardened parser: no DTD, no entities, no network, no huge trees.
+
+
+def _location(root: str, loc: tuple[int | str, ...]) -> str:
+    path = root
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.endswith("__ext"):
+            path += "." + part[: -len("__ext")]
+        else:
+            path += "." + part
+    return path
 
 
 def _hardened_parser() -> Any:
@@ -192,7 +201,9 @@ def resource_from_xml(raw: bytes) -> dict[str, Any]:
         raise ResourceInvalid(
             _entry_issues(root) or [ResourceIssue(qname.localname, "not readable as FHIR R4 XML")]
         ) from exc
-    dumped: dict[str, Any] = json.loads(parsed.model_dump_json())
+    # fhir_json keeps the decimals' text as the model writes it (the XML reader may already
+    # have normalised them: exact decimals are guaranteed for JSON input).
+    dumped: dict[str, Any] = fhir_json.loads(parsed.model_dump_json())
     return dumped
 
 

@@ -66,6 +66,7 @@ def capability_statement(settings: Settings, software_version: str) -> dict[str,
             continue
         params = [
             {"name": p.name, "type": "uri" if p.kind == "uri" else p.kind}
+            | ({"definition": p.definition} if p.definition else {})
             for p in SEARCH_PARAMS[rtype].values()
             if p.name not in _COMMON_NAMES
         ]
@@ -125,6 +126,12 @@ def capability_statement(settings: Settings, software_version: str) -> dict[str,
                     {"code": "transaction"},
                     {"code": "batch"},
                     {"code": "history-system"},
+                ],
+                "operation": [
+                    {
+                        "name": "validate",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                    }
                 ],
                 "searchParam": [
                     {"name": "_id", "type": "token"},

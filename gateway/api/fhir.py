@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from importlib.metadata import version as package_version
 from typing import Any
@@ -31,7 +30,8 @@ from gateway.errors import (
 from gateway.search.dates import date_range, format_instant
 from gateway.settings import Settings
 from gateway.store.repository import HistoryEntry, WriteResult
-from profiles.fhir_release import SUPPORTED_TYPES, ResourceInvalid, validate_resource
+from profiles import ValidationReport, fhir_json, outcome, validate_incoming
+from profiles.fhir_release import SUPPORTED_TYPES, is_resource_type
 
 router = APIRouter(tags=["FHIR"])
 
@@ -68,7 +68,7 @@ async def _body(request: Request, settings: Settings) -> dict[str, Any]:
     if len(raw) > settings.max_body_bytes:
         raise PayloadTooLarge(f"the body is larger than {settings.max_body_bytes} bytes")
     try:
-        data = json.loads(raw)
+        data = fhir_json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("the body is not valid JSON", expression="$") from exc
     if not isinstance(data, dict):
@@ -77,15 +77,36 @@ async def _body(request: Request, settings: Settings) -> dict[str, Any]:
 
 
 def _validated(data: dict[str, Any], expected: str | None, *, status_422: bool) -> dict[str, Any]:
-    try:
-        return validate_resource(data, expected)
-    except ResourceInvalid as exc:
+    """Base R4 and every profile the resource claims that we know (``validate_incoming``)."""
+    return _checked(data, expected, status_422=status_422)[0]
+
+
+def _checked(
+    data: dict[str, Any], expected: str | None, *, status_422: bool
+) -> tuple[dict[str, Any], ValidationReport]:
+    """``_validated`` and the report (its warnings: an unknown claimed profile, …)."""
+    rtype = data.get("resourceType")
+    if not isinstance(rtype, str) or not is_resource_type(rtype):
+        raise InvalidResource(
+            "the resource is not valid FHIR R4",
+            issues=[Issue("invalid", "missing or not a FHIR R4 resource type", "resourceType")],
+        )
+    if expected is not None and rtype != expected:
+        raise InvalidResource(
+            "the resource is not valid FHIR R4",
+            issues=[
+                Issue("invalid", f"expected {expected}, the body says {rtype}", "resourceType")
+            ],
+        )
+    report = validate_incoming(data, channel="rest")
+    if not report.ok:
         issues = [
-            Issue("invalid" if not status_422 else "structure", i.message, i.expression)
-            for i in exc.issues
+            Issue("invalid" if not status_422 else i.code, i.text, i.expression)
+            for i in report.errors
         ]
         error_class = UnprocessableResource if status_422 else InvalidResource
-        raise error_class("the resource is not valid FHIR R4", issues=issues) from exc
+        raise error_class("the resource is not valid FHIR R4 or its profiles", issues=issues)
+    return data, report
 
 
 def _write_headers(result: WriteResult, settings: Settings) -> dict[str, str]:
@@ -116,11 +137,23 @@ def _prefer(request: Request) -> dict[str, str]:
     return out
 
 
-def _write_response(request: Request, result: WriteResult, settings: Settings) -> Response:
+def _write_response(
+    request: Request,
+    result: WriteResult,
+    settings: Settings,
+    report: ValidationReport | None = None,
+) -> Response:
     status = 201 if result.created else 200
     headers = _write_headers(result, settings)
-    if _prefer(request).get("return") == "minimal":
+    wanted = _prefer(request).get("return")
+    if wanted == "minimal":
         return Response(status_code=status, headers=headers)
+    if wanted == "OperationOutcome":
+        # What validation said about the stored resource: warnings such as a claimed profile
+        # that is not known here ("not checked"), or "All OK".
+        return fhir_response(
+            outcome(report or ValidationReport()), status_code=status, headers=headers
+        )
     return fhir_response(result.resource, status_code=status, headers=headers)
 
 
@@ -230,13 +263,13 @@ async def create(
     _check_type(resource_type)
     _authorize(principal, resource_type, "write")
     body = await _body(request, settings)
-    resource = _validated(body, resource_type, status_422=False)
+    resource, report = _checked(body, resource_type, status_422=False)
     result = await data.create(resource, if_none_exist=request.headers.get("if-none-exist"))
     if result.matched_existing:
         return fhir_response(
             result.resource, status_code=200, headers=_read_headers(result.resource)
         )
-    return _write_response(request, result, settings)
+    return _write_response(request, result, settings, report)
 
 
 @router.get("/{resource_type}/_history")
@@ -294,11 +327,11 @@ async def update(
     body = await _body(request, settings)
     if body.get("id") != resource_id:
         raise BadRequest("the resource's id must equal the id in the URL", expression="id")
-    resource = _validated(body, resource_type, status_422=False)
+    resource, report = _checked(body, resource_type, status_422=False)
     result = await data.update(
         resource_type, resource_id, resource, if_match=request.headers.get("if-match")
     )
-    return _write_response(request, result, settings)
+    return _write_response(request, result, settings, report)
 
 
 @router.delete("/{resource_type}/{resource_id}")

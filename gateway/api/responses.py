@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.responses import Response
+
+from profiles import fhir_json
 
 FHIR_JSON = "application/fhir+json"
 
@@ -14,7 +15,7 @@ class FhirResponse(Response):
     media_type = FHIR_JSON
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return fhir_json.dumps(content).encode("utf-8")
 
 
 def fhir_response(

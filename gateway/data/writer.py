@@ -43,6 +43,7 @@ from gateway.participants.identifiers import (
 )
 from gateway.store.repository import Store, Writer, WriteResult, new_id
 from gateway.store.schema import participants, resource_history, resources
+from profiles import fhir_json
 
 # Identity resources: the document pipelines may link to a hidden one instead of duplicating.
 IDENTITY_TYPES = frozenset({"Patient", "Practitioner", "Organization"})
@@ -100,7 +101,7 @@ class GuardedWriter:
             )
             .order_by(resources.c.id)
         )
-        return [json.loads(row.content) for row in await self.conn.execute(query)]
+        return [fhir_json.loads(row.content) for row in await self.conn.execute(query)]
 
     async def visible(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The ones the caller may see (redacted where consent says so); nothing disclosed."""
@@ -152,7 +153,7 @@ class GuardedWriter:
             raise NotFound(f"{rtype}/{rid} is not known")
         if row.deleted:
             await self.raise_gone_or_unknown(rtype, rid, row.version)
-        resource: dict[str, Any] = json.loads(row.content)
+        resource: dict[str, Any] = fhir_json.loads(row.content)
         if not self.enforce:
             return resource
         return await self.gate.check(resource)
@@ -260,7 +261,7 @@ class GuardedWriter:
         previous: dict[str, Any] | None = None
         if row is not None:
             previous = (
-                await self.last_content(rtype, rid) if row.deleted else json.loads(row.content)
+                await self.last_content(rtype, rid) if row.deleted else fhir_json.loads(row.content)
             )
         if transition:
             # Only on what is addressed to the caller; the author stays the resource's own.
@@ -316,7 +317,7 @@ class GuardedWriter:
         row = await self.raw.current("Patient", rid)
         if row is None or row.deleted:
             return None
-        previous: dict[str, Any] = json.loads(row.content)
+        previous: dict[str, Any] = fhir_json.loads(row.content)
         resource = merge(previous)
         if resource == previous:
             return None
@@ -362,7 +363,7 @@ class GuardedWriter:
         row = await self.raw.current(rtype, rid)
         if row is None or row.deleted:
             return None
-        previous: dict[str, Any] = json.loads(row.content)
+        previous: dict[str, Any] = fhir_json.loads(row.content)
         if self.enforce:
             decision = await self.gate.sees(previous, record_denials=False)
             if not decision.permitted:
@@ -395,7 +396,7 @@ async def last_content(conn: AsyncConnection, rtype: str, rid: str) -> dict[str,
         .limit(1)
     )
     row = (await conn.execute(query)).first()
-    return None if row is None else dict(json.loads(row.content))
+    return None if row is None else dict(fhir_json.loads(row.content))
 
 
 def _normalised(resource: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -12,7 +12,6 @@ the same database transaction, and any error rolls all of it back. ``brobygger i
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -61,7 +60,7 @@ from mappings import (
     SourceDocument,
     map_document,
 )
-from profiles.fhir_release import ResourceInvalid, validate_resource
+from profiles import validate_incoming
 
 Status = Literal["accepted", "unchanged", "updated"]
 SHA256_SYSTEM = "http://brobygger.dk/fhir/sid/sha256"
@@ -131,32 +130,12 @@ def _map(
         raise mapping_error(exc, max_bytes) from exc
 
 
-def _validator() -> Any:
-    """``profiles.validate`` once the profile validator exists; the R4 models until then."""
-    profiles = importlib.import_module("profiles")
-    return getattr(profiles, "validate", None), getattr(profiles, "outcome", None)
-
-
-def validate_bundle(bundle: dict[str, Any]) -> list[Issue]:
-    """Warnings of the validator; raises ``UnprocessableResource`` on errors."""
-    validate, outcome = _validator()
-    if validate is not None and outcome is not None:
-        found: dict[str, Any] = outcome(validate(bundle))
-        issues = [
-            Issue(
-                str(i.get("code", "invalid")),
-                str(i.get("diagnostics", "")),
-                (i.get("expression") or [None])[0],
-                severity=str(i.get("severity", "error")),
-            )
-            for i in found.get("issue", [])
-        ]
-    else:
-        try:
-            validate_resource(bundle, "Bundle")
-            issues = []
-        except ResourceInvalid as exc:
-            issues = [Issue("structure", i.message, i.expression) for i in exc.issues]
+def validate_bundle(
+    bundle: dict[str, Any], *, channel: Literal["ingest", "messaging"] = "ingest"
+) -> list[Issue]:
+    """Warnings of ``profiles.validate_incoming``; raises ``UnprocessableResource`` on errors."""
+    report = validate_incoming(bundle, channel=channel)
+    issues = [Issue(i.code, i.text, i.expression, severity=i.severity) for i in report.issues]
     errors = [i for i in issues if i.severity in ("error", "fatal")]
     if errors:
         raise UnprocessableResource("the mapped Bundle is not valid FHIR", issues=errors)

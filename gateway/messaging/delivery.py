@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
@@ -57,6 +56,7 @@ from gateway.settings import Settings
 from gateway.store.database import Database
 from gateway.store.repository import Store
 from gateway.store.schema import deliveries
+from profiles import fhir_json
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def _looks_like_fhir_json(response: httpx.Response) -> bool:
 def _read_plain_ack(message_id: str, response: httpx.Response) -> Outcome:
     """A plain receiver's Acknowledgement (JSON) in a 2xx answer."""
     try:
-        ack = json.loads(response.content)
+        ack = fhir_json.loads(response.content)
         if not isinstance(ack, dict):
             raise ValueError("the acknowledgement is not a JSON object")
         info = read_ack_header(ack)
@@ -361,7 +361,7 @@ class DeliveryWorker:
                 max_bytes=self.settings.max_message_bytes,
             )
             envelope.verify(opened, signing_keys(receiver), who=receiver.name)
-            ack = json.loads(opened.payload)
+            ack = fhir_json.loads(opened.payload)
             if not isinstance(ack, dict):
                 raise ValueError("the acknowledgement is not a JSON object")
             info = read_ack_header(ack)

@@ -18,6 +18,7 @@ from joserfc.jwk import ECKey, Key, RSAKey
 from joserfc.jws import JWSRegistry
 
 from gateway.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
+from profiles import fhir_json
 
 # What a message may be signed and encrypted with (formats/messaging.md).
 SIGNING_ALGORITHMS: tuple[str, ...] = ("ES256", "ES384", "PS256")
@@ -95,7 +96,7 @@ def kid_of(key: Key) -> str:
 
 def canonical_json(bundle: dict[str, Any]) -> bytes:
     """The bytes that are signed: compact UTF-8 JSON (the signature covers exactly these)."""
-    return json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return fhir_json.dumps(bundle).encode("utf-8")
 
 
 def sign(payload: bytes, key: Key) -> str:
@@ -288,7 +289,7 @@ def read_signed(
     """Verify a compact JWS (e.g. the gateway's Acknowledgement) and return its JSON payload."""
     opened = open_envelope(token.encode("ascii"), [], max_bytes=max_bytes)
     verify(opened, keys, who="the signer")
-    data = json.loads(opened.payload)
+    data = fhir_json.loads(opened.payload)
     if not isinstance(data, dict):
         raise BadRequest("the signed payload is not a JSON object")
     return data

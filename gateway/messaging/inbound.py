@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -70,6 +69,7 @@ from gateway.store.identities import IdentityTaken, cpr_identifiers, system_name
 from gateway.store.repository import ConcurrentWrite, Store
 from mappings import MAX_DOCUMENT_BYTES
 from mappings._codes import DIAGNOSIS_SYSTEMS
+from profiles import fhir_json
 from profiles.fhir_release import (
     ResourceInvalid,
     message_identity_from_xml,
@@ -104,7 +104,7 @@ def content_hash(bundle: dict[str, Any]) -> str:
     """Equal for the same message content, however it was serialised and whatever the
     Bundle's own id and timestamp (a resend is the same message)."""
     content = {k: v for k, v in bundle.items() if k not in _ENVELOPE_FIELDS}
-    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    canonical = fhir_json.dumps(content, sort_keys=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -200,7 +200,7 @@ class Inbound:
             verify(opened, signing_keys(client), who=client.name)
             signed = opened.signed
             try:
-                bundle = json.loads(opened.payload)
+                bundle = fhir_json.loads(opened.payload)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise BadRequest("the signed payload is not JSON", expression="body") from exc
             except RecursionError as exc:
@@ -409,7 +409,7 @@ class Inbound:
             )
             content = [e["resource"] for e in prepared.bundle.get("entry", [])]
         else:
-            pipeline.validate_bundle(parsed.bundle)
+            pipeline.validate_bundle(parsed.bundle, channel="messaging")
             content = list(_content(parsed.bundle))
             self._authorize({r["resourceType"] for r in content})
         for resource in content:
@@ -621,7 +621,7 @@ def _plain_bundle(body: bytes, syntax: str) -> Any:
                 raise NotFhirXml(header_id, provenance, issues) from exc
             raise BadRequest("the body is not a FHIR resource in XML", issues=issues) from exc
     try:
-        return json.loads(body)
+        return fhir_json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("the body is not JSON", expression="body") from exc
     except RecursionError as exc:  # nesting no FHIR resource has

@@ -14,7 +14,6 @@ receiver dedupes by MessageHeader.id, which the gateway keeps when it re-seals a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +40,7 @@ from gateway.settings import Settings
 from gateway.store.database import Database
 from gateway.store.repository import Store
 from gateway.store.schema import deliveries, messages
+from profiles import fhir_json
 
 FHIR_JSON = "application/fhir+json"
 
@@ -299,7 +299,7 @@ async def _jose_body(request: Request, settings: Settings) -> tuple[bytes, str]:
 
 def _read_bundle(payload: bytes) -> dict[str, Any]:
     try:
-        bundle = json.loads(payload)
+        bundle = fhir_json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("the signed payload is not JSON", expression="body") from exc
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.search.dates import utc_now
 from gateway.store.schema import deliveries, messages
+from profiles import fhir_json
 
 
 class Transaction(Protocol):
@@ -90,11 +91,11 @@ def message_from_row(row: Row[Any]) -> MessageRecord:
         event=row.event,
         received_at=row.received_at,
         content_sha256=row.content_sha256,
-        bundle=json.loads(row.bundle),
+        bundle=fhir_json.loads(row.bundle),
         signed=row.signed,
         ack_code=row.ack_code,
-        ack=json.loads(row.ack),
-        resources=json.loads(row.resources),
+        ack=fhir_json.loads(row.ack),
+        resources=fhir_json.loads(row.resources),
         reply_to=row.reply_to,
         origins=None if row.origins is None else json.loads(row.origins),
     )
@@ -114,7 +115,7 @@ def delivery_from_row(row: Row[Any]) -> Delivery:
         last_error=row.last_error,
         updated_at=row.updated_at,
         ack_code=row.ack_code,
-        ack=None if row.ack is None else json.loads(row.ack),
+        ack=None if row.ack is None else fhir_json.loads(row.ack),
     )
 
 
@@ -147,10 +148,10 @@ async def insert_message(writer: Transaction, record: MessageRecord) -> None:
             event=record.event,
             received_at=record.received_at,
             content_sha256=record.content_sha256,
-            bundle=json.dumps(record.bundle, ensure_ascii=False, separators=(",", ":")),
+            bundle=fhir_json.dumps(record.bundle),
             signed=record.signed,
             ack_code=record.ack_code,
-            ack=json.dumps(record.ack, ensure_ascii=False, separators=(",", ":")),
+            ack=fhir_json.dumps(record.ack),
             resources=json.dumps(record.resources),
             reply_to=record.reply_to,
             origins=None if record.origins is None else json.dumps(record.origins),
@@ -212,7 +213,7 @@ async def set_delivery(
     """Update one delivery row (``updated_at`` is set); returns the row count."""
     values.setdefault("updated_at", utc_now())
     if "ack" in values and isinstance(values["ack"], dict):
-        values["ack"] = json.dumps(values["ack"], ensure_ascii=False, separators=(",", ":"))
+        values["ack"] = fhir_json.dumps(values["ack"])
     result = await conn.execute(
         update(deliveries)
         .where(deliveries.c.message_key == message_key, deliveries.c.receiver == receiver)

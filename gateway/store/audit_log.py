@@ -6,7 +6,6 @@ write commits with it). Events are never updated or deleted; each is version 1 f
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.search.dates import format_instant, utc_now
 from gateway.store.schema import audit_events
+from profiles import fhir_json
 
 
 def patient_id_of(event: dict[str, Any]) -> str | None:
@@ -49,7 +49,7 @@ async def append(conn: AsyncConnection, events: list[dict[str, Any]]) -> list[di
                 "patient_id": patient_id_of(stored),
                 "participant": _participant(stored),
                 "outcome": str(stored.get("outcome", "")),
-                "content": json.dumps(stored, ensure_ascii=False, separators=(",", ":")),
+                "content": fhir_json.dumps(stored),
             }
         )
         stored_all.append(stored)
@@ -75,7 +75,7 @@ async def read(conn: AsyncConnection, event_id: str) -> dict[str, Any] | None:
     ).first()
     if row is None:
         return None
-    content: dict[str, Any] = json.loads(row.content)
+    content: dict[str, Any] = fhir_json.loads(row.content)
     return content
 
 
@@ -105,7 +105,7 @@ async def search(conn: AsyncConnection, query: AuditQuery) -> tuple[list[dict[st
             .offset(query.offset)
         )
     ).all()
-    return [json.loads(r.content) for r in rows], total
+    return [fhir_json.loads(r.content) for r in rows], total
 
 
 def recorded_between(low: datetime, high: datetime) -> list[ColumnElement[bool]]:

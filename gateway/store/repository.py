@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -59,6 +58,7 @@ from gateway.store.schema import (
     resource_history,
     resources,
 )
+from profiles import fhir_json
 
 _SORT_TABLES = {"date": idx_date, "string": idx_string, "token": idx_token, "uri": idx_token}
 
@@ -192,7 +192,7 @@ class Writer:
                     expression="If-Match",
                 )
         if current is not None and not current.deleted:
-            stored_now: dict[str, Any] = json.loads(current.content)
+            stored_now: dict[str, Any] = fhir_json.loads(current.content)
             if _same_content(stored_now, resource):
                 # Nothing changed: keep the version (re-ingesting a document is a no-op).
                 return WriteResult(stored_now, created=False, unchanged=True)
@@ -204,7 +204,7 @@ class Writer:
         stored = {**resource, "meta": meta}
         # Keep resourceType and id first on the wire, as people expect to read them.
         stored = {"resourceType": rtype, "id": rid, **stored}
-        content = json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
+        content = fhir_json.dumps(stored)
         await self.conn.execute(
             insert(resource_history).values(
                 type=rtype,
@@ -331,7 +331,10 @@ def _without_version(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _same_content(stored: dict[str, Any], incoming: dict[str, Any]) -> bool:
-    return _without_version(stored) == _without_version(incoming)
+    # Compared as JSON text: 0.40 and 0.4 are equal Decimals but different FHIR values.
+    return fhir_json.dumps(_without_version(stored), sort_keys=True) == fhir_json.dumps(
+        _without_version(incoming), sort_keys=True
+    )
 
 
 def _parse_qs(criteria: str) -> list[tuple[str, str]]:
@@ -449,7 +452,7 @@ class Store:
             raise NotFound(f"{rtype}/{rid} is not known")
         if row.deleted:
             raise Gone(f"{rtype}/{rid} was deleted", headers={"ETag": f'W/"{row.version}"'})
-        content: dict[str, Any] = json.loads(row.content)
+        content: dict[str, Any] = fhir_json.loads(row.content)
         return content
 
     async def vread(self, rtype: str, rid: str, version: str) -> dict[str, Any]:
@@ -466,7 +469,7 @@ class Store:
             raise NotFound(f"{rtype}/{rid} has no version {version}")
         if row.deleted:
             raise Gone(f"version {version} of {rtype}/{rid} is a deletion")
-        content: dict[str, Any] = json.loads(row.content)
+        content: dict[str, Any] = fhir_json.loads(row.content)
         return content
 
     async def history(
@@ -507,7 +510,7 @@ class Store:
                 r.version,
                 r.last_updated,
                 r.method,
-                json.loads(r.content) if r.content else None,
+                fhir_json.loads(r.content) if r.content else None,
             )
             for r in rows
         ]
@@ -592,7 +595,7 @@ class Store:
                 .offset(request.offset)
             )
             rows = (await conn.execute(query)).all()
-            matches = [json.loads(r.content) for r in rows[: request.count]]
+            matches = [fhir_json.loads(r.content) for r in rows[: request.count]]
             included = await self._included(conn, request, matches)
         return SearchResult(matches, included, total, has_more=len(rows) > request.count)
 
@@ -616,7 +619,7 @@ class Store:
                     )
                     rows = (await conn.execute(query)).all()
                     position += len(rows)
-                    visible += await visibility.matches([json.loads(r.content) for r in rows])
+                    visible += await visibility.matches([fhir_json.loads(r.content) for r in rows])
                     if len(rows) < _CANDIDATE_CHUNK:
                         exhausted = True
                         break
@@ -651,7 +654,7 @@ class Store:
         )
         async with self.read_connection() as conn:
             rows = (await conn.execute(query)).all()
-        return [json.loads(r.content) for r in rows]
+        return [fhir_json.loads(r.content) for r in rows]
 
     async def _included(
         self,
@@ -738,5 +741,5 @@ class Store:
             key = (row.type, row.id)
             if key not in seen:
                 seen.add(key)
-                out.append(json.loads(row.content))
+                out.append(fhir_json.loads(row.content))
         return out

@@ -41,7 +41,9 @@ def test_metadata_lists_what_is_supported(client: TestClient) -> None:
     types = {r["type"] for r in body["rest"][0]["resource"]}
     assert {"Patient", "Observation", "Consent", "AuditEvent", "Task"} <= types
     observation = next(r for r in body["rest"][0]["resource"] if r["type"] == "Observation")
-    assert {"name": "patient", "type": "reference"} in observation["searchParam"]
+    patient_param = next(p for p in observation["searchParam"] if p["name"] == "patient")
+    assert patient_param["type"] == "reference"
+    assert patient_param["definition"] == "http://hl7.org/fhir/SearchParameter/clinical-patient"
     assert "Observation:subject" in observation["searchInclude"]
 
 

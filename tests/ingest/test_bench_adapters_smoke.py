@@ -24,7 +24,11 @@ def test_bench_adapters_tiny_mode(tmp_path: Path) -> None:
     report = json.loads(out.read_text(encoding="utf-8"))
     rows = {(r["format"], r["step"]) for r in report["results"]}
     assert {f for f, _ in rows} == {"rehab-plan", "gp-statement", "jobcentre-case"}
-    assert {s for _, s in rows} == {"map + validate", "map + validate + store (SQLite)"}
+    assert {s for _, s in rows} == {
+        "validate (base R4 + profiles)",
+        "map + validate",
+        "map + validate + store (SQLite)",
+    }
     for row in report["results"]:
         assert row["documents"] == 3
         assert 0 < row["ratio_to_lxml_parse"] < 1
