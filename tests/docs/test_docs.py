@@ -260,3 +260,35 @@ def test_no_block_uses_a_fixed_name_in_tmp(index: int) -> None:
         f"{block.where} uses a fixed name under /tmp (shared by everyone on the machine): "
         "use a scratch folder from mktemp -d"
     )
+
+
+def _commands() -> list[str]:
+    import typer.main
+
+    from gateway.cli import app
+
+    found: list[str] = []
+
+    def walk(command: object, prefix: str) -> None:
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            if hasattr(sub, "commands"):
+                walk(sub, f"{prefix}{name} ")
+            else:
+                found.append(f"{prefix}{name}")
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+def test_architecture_lists_every_command() -> None:
+    """docs/architecture.md "The command line" names every ``brobygger`` command."""
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("## The command line", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    listed = " ".join(rows)
+    missing = []
+    for command in _commands():
+        group, _, sub = command.rpartition(" ")
+        if f"`{command}`" not in listed and not (group and f"`{sub}`" in listed):
+            missing.append(command)
+    assert not missing, f"docs/architecture.md, 'The command line', does not list {missing}"
