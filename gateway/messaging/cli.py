@@ -379,7 +379,8 @@ def send(
     file: Annotated[Path, typer.Argument(help="a legacy XML document or FHIR JSON")],
     as_: Annotated[str, typer.Option("--as", metavar="NAME", help="the sending participant")],
     to: Annotated[
-        str | None,
+        # A list only to refuse a second --to (click would silently keep the last one).
+        list[str] | None,
         typer.Option("--to", metavar="NAME", help="the receiver (one; more receivers get --cc)"),
     ] = None,
     cc: Annotated[
@@ -421,13 +422,13 @@ def send(
     Exit code 0 for ok, 1 for fatal-error (or a refusal), 2 for transient-error.
     """
     settings = Settings()
-    receivers, cc = ([to] if to else []), list(cc or [])
+    receivers, cc = list(to or []), list(cc or [])
     try:
         draft = read_draft(file, event)
     except _Refused as exc:
         raise _fail(str(exc)) from exc
-    if draft.ready is None and not receivers:
-        raise _fail("give the receiver: --to NAME (more receivers: --cc NAME)")
+    if draft.ready is None and len(receivers) != 1:
+        raise _fail("give one receiver: --to NAME (more receivers: --cc NAME)")
     if draft.ready is not None and (receivers or cc):
         raise _fail("a message Bundle names its receivers itself; drop --to/--cc")
     key_path = private_key_path(keys_dir or settings.keys_dir, as_)

@@ -270,3 +270,30 @@ def test_production_without_keys_stops_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
     assert "production needs the gateway's keys" in line and "brobygger keys gateway" in line
+
+
+def test_send_takes_one_receiver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROBYGGER_KEYS_DIR", str(tmp_path / "keys"))
+    result = CliRunner().invoke(
+        app, ["send", "--as", "auh-ortopaedi", "--to", "a", "--to", "b", str(GGOP)]
+    )
+    assert result.exit_code == 1
+    assert result.stderr == "error: give one receiver: --to NAME (more receivers: --cc NAME)\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["send"], "--to NAME"),
+        (["participants", "add"], "--identifier ALIAS=VALUE"),
+        (["token"], "--as NAME"),
+        (["keys", "participant"], "--retire KID"),
+        (["messages"], "--status STATUS"),
+    ],
+)
+def test_help_names_the_values(command: list[str], shown: str) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0
+    assert shown in result.stdout
+    assert "<" not in result.stdout.split("Options:", 1)[1]  # no <str>, <list[str]> metavars
+    assert "``" not in result.stdout  # no reStructuredText
