@@ -12,6 +12,7 @@ The convention is in docs/architecture.md, "Writing docs"; the parser is ``doc_b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -143,6 +144,29 @@ def _script(blocks: list[tuple[int, Block]], state: Path, port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _run_script(script: Path, work: Path, env: dict[str, str], state: Path) -> None:
+    """bash -e on the script, in its own process group: whatever a block leaves running (a
+    server, a `&` job) is ended with it, and a block that never ends cannot hang the suite."""
+    with (state / "bash.err").open("wb") as err:
+        shell = subprocess.Popen(
+            ["bash", str(script)],
+            cwd=work,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        shell.wait(timeout=900)  # a safety net against a hung block, not a performance bound
+    except subprocess.TimeoutExpired:
+        (state / "hung").write_text("the block did not end\n")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()
+
+
 def run_file(path: Path, root: Path) -> FileRun:
     """Run every runnable block of one doc against its own fresh demo server."""
     shared = _shared_folder()
@@ -171,15 +195,7 @@ def run_file(path: Path, root: Path) -> FileRun:
         ]
         script = state / "doc.sh"
         script.write_text(_script(runnable, state, port))
-        subprocess.run(
-            ["bash", str(script)],
-            cwd=work,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=900,  # a hung block must not hang the suite; not a performance bound
-            check=False,
-        )
+        _run_script(script, work, env, state)
     finally:
         _stop(server)
     progress = (state / "progress").read_text().strip() if (state / "progress").exists() else ""
