@@ -297,3 +297,23 @@ def test_help_names_the_values(command: list[str], shown: str) -> None:
     assert shown in result.stdout
     assert "<" not in result.stdout.split("Options:", 1)[1]  # no <str>, <list[str]> metavars
     assert "``" not in result.stdout  # no reStructuredText
+
+
+def test_serve_on_all_interfaces_keeps_a_usable_base_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0.0.0.0 is where a container listens, never an address for the token audience."""
+    import uvicorn
+
+    seen: dict[str, str | None] = {}
+    monkeypatch.setattr(
+        uvicorn, "run", lambda *_a, **_k: seen.update(base=os.environ.get("BROBYGGER_BASE_URL"))
+    )
+    monkeypatch.delenv("BROBYGGER_BASE_URL", raising=False)
+    monkeypatch.setenv("BROBYGGER_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--port", "8080"])  # noqa: S104
+    assert result.exit_code == 0, result.output
+    assert seen["base"] is None  # the settings' default (or the image's ENV) stays
+    monkeypatch.delenv("BROBYGGER_BASE_URL", raising=False)
+    result = CliRunner().invoke(app, ["serve", "--host", "127.0.0.1", "--port", "8099"])
+    assert result.exit_code == 0 and seen["base"] == "http://127.0.0.1:8099"
