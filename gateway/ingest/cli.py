@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from gateway.cli_output import fail, print_table, say
+from gateway.cli_output import fail, print_json, print_table, say
 from gateway.errors import GatewayError, Issue, operation_outcome
 from gateway.ingest.pipeline import IngestResult, ingest, mapping_error, validate_bundle
 from gateway.settings import Settings
@@ -137,6 +137,17 @@ def print_summary(summary: ImportSummary) -> None:
         )
 
 
+def summary_json(summary: ImportSummary) -> dict[str, Any]:
+    """The summary as JSON: the files per result, the reasons and the warnings."""
+    return {
+        "accepted": [str(p) for p in summary.accepted],
+        "updated": [str(p) for p in summary.updated],
+        "unchanged": [str(p) for p in summary.unchanged],
+        "rejected": [{"file": str(p), "reason": reason} for p, reason in summary.rejected],
+        "warnings": [{"file": str(p), "warning": text} for p, text in summary.warnings],
+    }
+
+
 def register(app: typer.Typer) -> None:
     @app.command("map")
     def map_command(
@@ -153,6 +164,7 @@ def register(app: typer.Typer) -> None:
     def import_command(
         paths: list[Path] = typer.Argument(..., help="files or folders (*.xml, recursively)"),
         format: str | None = typer.Option(None, "--format", metavar="FORMAT", help=_FORMAT_HELP),
+        as_json: bool = typer.Option(False, "--json", help="the summary as JSON"),
     ) -> None:
         """Store documents through the ingest pipeline (BROBYGGER_DATABASE_URL)."""
         if format is not None and format not in FORMATS:
@@ -181,5 +193,8 @@ def register(app: typer.Typer) -> None:
                 await database.dispose()
 
         summary = asyncio.run(run())
-        print_summary(summary)
+        if as_json:
+            print_json(summary_json(summary))
+        else:
+            print_summary(summary)
         raise typer.Exit(1 if summary.rejected else 0)

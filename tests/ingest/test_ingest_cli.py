@@ -65,6 +65,10 @@ def test_import_twice_reports_everything_unchanged(
     assert second.exit_code == 0, second.output
     assert f"\nunchanged\t{n}\n" in second.stdout
     assert "\naccepted\t0\n" in second.stdout
+    third = runner.invoke(app, ["import", "--json", str(SAMPLES)])
+    assert third.exit_code == 0, third.output
+    summary = json.loads(third.stdout)
+    assert len(summary["unchanged"]) == n and summary["accepted"] == summary["rejected"] == []
 
 
 def test_import_of_nothing_warns_and_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
