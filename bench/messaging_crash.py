@@ -59,8 +59,6 @@ def run_store(args: argparse.Namespace, kind: str) -> CrashReport:
                     workers=args.pg_workers if kind == "postgresql" else 1,
                     kill_during_delivery=not args.no_delivery_kill,
                     stop_on_unexpected=False,  # long mode: count them and carry on
-                    send_deadline_seconds=args.deadline,
-                    delivery_deadline_seconds=args.deadline,
                     log=lambda line: console.print(
                         f"[dim]{time.strftime('%H:%M:%S')}[/dim] {kind}: {line}", highlight=False
                     ),
@@ -116,7 +114,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pg-workers", type=int, default=2, help="gateway processes (PG)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-delivery-kill", action="store_true")
-    parser.add_argument("--deadline", type=float, default=1800.0, help="seconds per phase")
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     parser.add_argument("--json", type=Path, default=None, help="also write the summaries")
     return parser.parse_args(argv)

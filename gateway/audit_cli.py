@@ -6,9 +6,8 @@ import asyncio
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from gateway.cli_output import fail, print_json, print_table
 from gateway.settings import Settings
 from gateway.store import audit_log
 from gateway.store.database import Database
@@ -53,7 +52,7 @@ def _row(event: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
         who,
         ",".join(purposes) or "-",
         f"{action} {outcome}",
-        "\n".join(what),
+        " ".join(what),
         ", ".join(sorted(why)),
     )
 
@@ -63,11 +62,16 @@ def register(app: typer.Typer) -> None:
     def audit(
         cpr: str = typer.Option(..., help="the citizen's CPR number (10 digits)"),
         limit: int = typer.Option(200, help="at most this many events"),
+        as_json: bool = typer.Option(
+            False, "--json", help="the AuditEvents as JSON instead of a table"
+        ),
     ) -> None:
-        """Who has looked at (or been refused) a citizen's data, newest first."""
+        """Who has looked at (or been refused) a citizen's data, newest first.
+
+        In a pipe: tab-separated lines, one event per line (the first line names the columns).
+        """
         if not (len(cpr) == 10 and cpr.isdigit()):
-            typer.echo("--cpr takes 10 digits", err=True)
-            raise typer.Exit(2)
+            raise fail("--cpr takes 10 digits", 2)
         settings = Settings()
 
         async def run() -> list[dict[str, Any]]:
@@ -81,13 +85,12 @@ def register(app: typer.Typer) -> None:
                 await database.dispose()
 
         events = asyncio.run(run())
-        console = Console()
-        if not events:
-            console.print("no AuditEvents for that citizen")
+        if as_json:
+            print_json({"events": events})
             return
-        table = Table(title=f"Who has looked ({len(events)} events)")
-        for column in ("when (UTC)", "participant", "purpose", "what happened", "resources", "why"):
-            table.add_column(column, overflow="fold")
-        for event in events:
-            table.add_row(*_row(event))
-        console.print(table)
+        print_table(
+            ("when (UTC)", "participant", "purpose", "what happened", "resources", "why", "id"),
+            [(*_row(event), str(event.get("id", ""))) for event in events],
+            title=f"Who has looked ({len(events)} events)",
+            empty="no AuditEvents for that citizen",
+        )

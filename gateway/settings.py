@@ -18,6 +18,7 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/brobygger.db"
 DEV_GATEWAY_SOR = "999999999999999"
 DEV_GATEWAY_EAN = "5790000999996"
 MIN_OPERATOR_TOKEN_LENGTH = 32
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -83,6 +84,13 @@ class Settings(BaseSettings):
     # /openapi.json). Unset: the file <keys_dir>/operator-token, generated on first start
     # outside production (gateway/ops/_operator.py).
     operator_token: SecretStr | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_log_level(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().upper() in LOG_LEVELS:
+            return value.strip().upper()
+        raise ValueError(f"the log level must be one of {', '.join(LOG_LEVELS)}")
 
     @field_validator("operator_token", mode="before")
     @classmethod

@@ -20,8 +20,8 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
+from gateway.cli_output import fail, print_json, print_table, say
 from gateway.errors import GatewayError, Issue, operation_outcome
 from gateway.ingest.pipeline import IngestResult, ingest, mapping_error, validate_bundle
 from gateway.settings import Settings
@@ -91,7 +91,7 @@ async def import_files(
         TextColumn("importing"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
     )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("", total=len(files))
@@ -112,39 +112,47 @@ async def import_files(
     return summary
 
 
-def print_summary(summary: ImportSummary, console: Console) -> None:
-    counts = Table(title="brobygger import", show_header=True)
-    counts.add_column("result")
-    counts.add_column("documents", justify="right")
-    for name in ("accepted", "updated", "unchanged"):
-        counts.add_row(name, str(len(getattr(summary, name))))
-    counts.add_row("rejected", str(len(summary.rejected)))
-    console.print(counts)
+def print_summary(summary: ImportSummary) -> None:
+    """Counts, then the rejected files and the warnings; tab-separated lines in a pipe."""
+    counts = [(name, len(getattr(summary, name))) for name in ("accepted", "updated", "unchanged")]
+    print_table(
+        ("result", "documents"),
+        [*counts, ("rejected", len(summary.rejected))],
+        title="brobygger import",
+    )
     if summary.rejected:
-        table = Table(title="rejected", show_header=True)
-        table.add_column("file")
-        table.add_column("reason")
-        for path, reason in summary.rejected:
-            table.add_row(str(path), reason)
-        console.print(table)
+        print_table(("rejected file", "reason"), summary.rejected, title="rejected")
     if summary.warnings:
         # One row per distinct warning: the same one for many files is one line.
         grouped: dict[str, list[str]] = {}
         for path, text in summary.warnings:
             grouped.setdefault(text, []).append(path.name)
-        table = Table(title="warnings", show_header=True)
-        table.add_column("warning")
-        table.add_column("files")
-        for text, names in grouped.items():
-            table.add_row(text, ", ".join(names) if len(names) <= 3 else f"{len(names)} files")
-        console.print(table)
+        print_table(
+            ("warning", "files"),
+            [
+                (text, ", ".join(names) if len(names) <= 3 else f"{len(names)} files")
+                for text, names in grouped.items()
+            ],
+            title="warnings",
+        )
+
+
+def summary_json(summary: ImportSummary) -> dict[str, Any]:
+    """The summary as JSON: the files per result, the reasons and the warnings."""
+    return {
+        "accepted": [str(p) for p in summary.accepted],
+        "updated": [str(p) for p in summary.updated],
+        "unchanged": [str(p) for p in summary.unchanged],
+        "rejected": [{"file": str(p), "reason": reason} for p, reason in summary.rejected],
+        "warnings": [{"file": str(p), "warning": text} for p, text in summary.warnings],
+    }
 
 
 def register(app: typer.Typer) -> None:
     @app.command("map")
     def map_command(
         file: Path = typer.Argument(..., help="the XML document"),
-        format: str | None = typer.Option(None, "--format", help=_FORMAT_HELP),
+        format: str | None = typer.Option(None, "--format", metavar="FORMAT", help=_FORMAT_HELP),
     ) -> None:
         """Print a document as a FHIR Bundle (collection) on stdout; exit 2 with an
         OperationOutcome when it breaks its format's rules."""
@@ -155,13 +163,24 @@ def register(app: typer.Typer) -> None:
     @app.command("import")
     def import_command(
         paths: list[Path] = typer.Argument(..., help="files or folders (*.xml, recursively)"),
-        format: str | None = typer.Option(None, "--format", help=_FORMAT_HELP),
+        format: str | None = typer.Option(None, "--format", metavar="FORMAT", help=_FORMAT_HELP),
+        as_json: bool = typer.Option(False, "--json", help="the summary as JSON"),
     ) -> None:
         """Store documents through the ingest pipeline (BROBYGGER_DATABASE_URL)."""
         if format is not None and format not in FORMATS:
-            typer.echo(f"--format takes one of {', '.join(FORMATS)}", err=True)
-            raise typer.Exit(2)
+            raise fail(f"--format takes one of {', '.join(FORMATS)}", 2)
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise fail(f"no such file or folder: {', '.join(missing)}", 2)
         files = source_files(paths)
+        if not files:
+            say(
+                f"warning: no *.xml documents found in {', '.join(str(p) for p in paths)}; "
+                "nothing imported",
+                style="yellow",
+                err=True,
+            )
+            raise typer.Exit(1)
         settings = Settings()
 
         async def run() -> ImportSummary:
@@ -174,5 +193,8 @@ def register(app: typer.Typer) -> None:
                 await database.dispose()
 
         summary = asyncio.run(run())
-        print_summary(summary, Console())
+        if as_json:
+            print_json(summary_json(summary))
+        else:
+            print_summary(summary)
         raise typer.Exit(1 if summary.rejected else 0)

@@ -24,8 +24,6 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 from joserfc.jwk import Key
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import or_, select
 
 from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
@@ -38,6 +36,7 @@ from gateway.auth.keys import (
     read_private_key,
     write_private_key,
 )
+from gateway.cli_output import fail, print_json, print_table, say
 from gateway.data import rewrite_references
 from gateway.errors import GatewayError
 from gateway.messaging import acks, envelope, message, records
@@ -52,7 +51,6 @@ from mappings import MappingError, detect_format, gp_statement, jobcentre_case, 
 from mappings._xml import parse_xml
 
 T = TypeVar("T")
-stderr = Console(stderr=True)
 
 EXIT_OK = 0
 EXIT_FATAL = 1
@@ -89,8 +87,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(text: str, code: int = EXIT_FATAL) -> typer.Exit:
-    stderr.print(f"[red]error:[/red] {text}", highlight=False)
-    return typer.Exit(code)
+    return fail(text, code)  # literally: refusals carry XPaths like [/Emessage/...]
 
 
 # --- send ------------------------------------------------------------------------------------
@@ -367,36 +364,52 @@ def _outcome_text(response: httpx.Response) -> str:
 
 
 def _print_ack(code: str, ack: dict[str, Any], header_id: str) -> None:
-    console = Console(highlight=False)
+    # Printed literally: diagnostics and expressions hold brackets ([/Emessage/…]).
     colour = {"ok": "green", "fatal-error": "red"}.get(code, "yellow")
-    console.print(f"[{colour}]{code}[/{colour}]  MessageHeader.id {header_id}")
+    say(f"{code}  MessageHeader.id {header_id}", style=colour)
     for issue in acks.ack_issues(ack):
         where = ", ".join(issue.get("expression", []))
-        console.print(
+        say(
             f"  {issue.get('severity', '?')} {issue.get('code', '?')}: "
             f"{issue.get('diagnostics', '')}" + (f"  [{where}]" if where else "")
         )
 
 
 def send(
-    file: Annotated[Path, typer.Argument(help="legacy XML document or FHIR JSON")],
-    as_: Annotated[str, typer.Option("--as", help="the sending participant")],
+    file: Annotated[Path, typer.Argument(help="a legacy XML document or FHIR JSON")],
+    as_: Annotated[str, typer.Option("--as", metavar="NAME", help="the sending participant")],
     to: Annotated[
-        list[str] | None, typer.Option("--to", help="primary receiver (participant)")
+        # A list only to refuse a second --to (click would silently keep the last one).
+        list[str] | None,
+        typer.Option("--to", metavar="NAME", help="the receiver (one; more receivers get --cc)"),
     ] = None,
-    cc: Annotated[list[str] | None, typer.Option("--cc", help="copy to (repeatable)")] = None,
+    cc: Annotated[
+        list[str] | None,
+        typer.Option("--cc", metavar="NAME", help="a receiver of a copy; repeat for more"),
+    ] = None,
     gateway: Annotated[
-        str | None, typer.Option(help="gateway base URL (default BROBYGGER_BASE_URL)")
+        str | None,
+        typer.Option(metavar="URL", help="the gateway's base URL (default BROBYGGER_BASE_URL)"),
     ] = None,
     keys_dir: Annotated[
-        Path | None, typer.Option(help="where the participant's key file is (KEYS_DIR)")
+        Path | None,
+        typer.Option(
+            metavar="DIR", help="where the sender's key file is (default BROBYGGER_KEYS_DIR)"
+        ),
     ] = None,
     event: Annotated[
-        str | None, typer.Option(help="message event (default: from the content)")
+        str | None,
+        typer.Option(metavar="EVENT", help="the message event (default: from the content)"),
     ] = None,
-    scope: Annotated[str, typer.Option(help="scopes to ask for")] = DEFAULT_SCOPE,
-    retries: Annotated[int, typer.Option(help="retries after transient errors")] = 3,
-    backoff: Annotated[float, typer.Option(help="first retry delay in seconds")] = 1.0,
+    scope: Annotated[
+        str, typer.Option(metavar="'SCOPE …'", help="scopes to ask for, space-separated")
+    ] = DEFAULT_SCOPE,
+    retries: Annotated[
+        int, typer.Option(metavar="N", help="tries again after transient errors")
+    ] = 3,
+    backoff: Annotated[
+        float, typer.Option(metavar="SECONDS", help="the first wait before trying again")
+    ] = 1.0,
     encrypt: Annotated[
         bool, typer.Option(help="encrypt to the gateway (--no-encrypt: closed networks)")
     ] = True,
@@ -409,14 +422,14 @@ def send(
     Exit code 0 for ok, 1 for fatal-error (or a refusal), 2 for transient-error.
     """
     settings = Settings()
-    to, cc = list(to or []), list(cc or [])
+    receivers, cc = list(to or []), list(cc or [])
     try:
         draft = read_draft(file, event)
     except _Refused as exc:
         raise _fail(str(exc)) from exc
-    if draft.ready is None and len(to) != 1:
-        raise _fail("give exactly one --to (more receivers: --cc)")
-    if draft.ready is not None and (to or cc):
+    if draft.ready is None and len(receivers) != 1:
+        raise _fail("give one receiver: --to NAME (more receivers: --cc NAME)")
+    if draft.ready is not None and (receivers or cc):
         raise _fail("a message Bundle names its receivers itself; drop --to/--cc")
     key_path = private_key_path(keys_dir or settings.keys_dir, as_)
     try:
@@ -430,7 +443,7 @@ def send(
         while True:
             attempt += 1
             try:
-                bundle = exchange.build(draft, to, cc)
+                bundle = exchange.build(draft, receivers, cc)
                 code, ack = exchange.post(bundle, encrypt=encrypt)
                 if code == acks.TRANSIENT and attempt <= retries:
                     raise _Retryable(
@@ -447,13 +460,13 @@ def send(
                     ) from exc
                 exchange.token_reused = exchange.token is not None
                 delay = _backoff(attempt, backoff)
-                stderr.print(f"{exc}; retrying in {delay:.1f} s", highlight=False)
+                say(f"{exc}; retrying in {delay:.1f} s", err=True)
                 _sleep(delay)
             except GatewayError as exc:  # building or sealing refused the content
                 raise _fail(str(exc)) from exc
     header_id = str(bundle["entry"][0]["resource"]["id"])
     if show_ack:
-        typer.echo(json.dumps(ack, indent=2, ensure_ascii=False))
+        print_json(ack)
     else:
         _print_ack(code, ack, header_id)
     raise typer.Exit({acks.OK: EXIT_OK, acks.FATAL: EXIT_FATAL}.get(code, EXIT_TRANSIENT))
@@ -525,15 +538,25 @@ def _with_database(work: Callable[[Settings, Database], Awaitable[T]]) -> T:
 
 def list_messages(
     as_: Annotated[
-        str | None, typer.Option("--as", help="only messages this participant sent or gets")
+        str | None,
+        typer.Option(
+            "--as", metavar="NAME", help="only messages this participant sent or receives"
+        ),
     ] = None,
     status: Annotated[
-        str | None, typer.Option(help=f"only deliveries in {' | '.join(records.STATUSES)}")
+        str | None,
+        typer.Option(
+            metavar="STATUS", help=f"only deliveries that are {', '.join(records.STATUSES)}"
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="at most this many messages")] = 200,
+    limit: Annotated[int, typer.Option(metavar="N", help="at most this many messages")] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
 ) -> None:
-    """Messages and their deliveries, newest first (operators: failed ones never vanish)."""
+    """Messages and their deliveries, newest first (operators: failed ones never vanish).
+
+    In a pipe: tab-separated lines, one delivery per line with its message's columns (the
+    first line names the columns).
+    """
     if status is not None and status not in records.STATUSES:
         raise _fail(f"--status must be one of {', '.join(records.STATUSES)}")
 
@@ -542,38 +565,46 @@ def list_messages(
 
     overview: list[dict[str, Any]] = _with_database(work)
     if as_json:
-        typer.echo(json.dumps({"messages": overview}, indent=2, ensure_ascii=False))
+        print_json({"messages": overview})
         return
-    console = Console()
-    if not overview:
-        console.print("no messages")
-        return
-    table = Table(title=f"Messages ({len(overview)})")
-    columns = ("received (UTC)", "sender", "event", "message id", "receiver", "role", "status")
-    for column in (*columns, "attempts", "last error"):
-        table.add_column(column, overflow="fold")
+    rows: list[tuple[str, ...]] = []
     for item in overview:
-        first = (
+        lead = (
             item["received_at"][:19].replace("T", " "),
             item["sender"],
             item["event"],
             item["message_id"],
         )
-        rows = item["deliveries"] or [None]
-        for index, delivery in enumerate(rows):
-            lead = first if index == 0 else ("", "", "", "")
+        for delivery in item["deliveries"] or [None]:
             if delivery is None:
-                table.add_row(*lead, "-", "-", "-", "-", "")
+                rows.append((*lead, "-", "-", "-", "-", ""))
                 continue
-            table.add_row(
-                *lead,
-                delivery["receiver"],
-                delivery["role"],
-                delivery["status"],
-                str(delivery["attempts"]),
-                delivery["last_error"] or "",
+            rows.append(
+                (
+                    *lead,
+                    delivery["receiver"],
+                    delivery["role"],
+                    delivery["status"],
+                    str(delivery["attempts"]),
+                    delivery["last_error"] or "",
+                )
             )
-    console.print(table)
+    print_table(
+        (
+            "received (UTC)",
+            "sender",
+            "event",
+            "message id",
+            "receiver",
+            "role",
+            "status",
+            "attempts",
+            "last error",
+        ),
+        rows,
+        title=f"Messages ({len(overview)})",
+        empty="no messages",
+    )
 
 
 # --- deliver ---------------------------------------------------------------------------------
@@ -584,14 +615,14 @@ def deliver(
         bool, typer.Option("--once", help="deliver what is due now, then stop")
     ] = False,
 ) -> None:
-    """Run the store-and-forward delivery worker (until Ctrl-C, or ``--once``)."""
+    """Run the store-and-forward delivery worker (until Ctrl-C, or --once)."""
     from gateway.messaging.delivery import run_deliveries
 
     settings = Settings()
     try:
         attempts = asyncio.run(run_deliveries(settings, once=once))
     except KeyboardInterrupt:
-        stderr.print("stopped")
+        say("stopped", err=True)
         return
     except GatewayError as exc:
         raise _fail(str(exc)) from exc
@@ -615,20 +646,25 @@ def _local_kid(path: Path) -> str | None:
 def participant_keys(
     name: Annotated[str, typer.Argument(help="a registered participant")],
     rotate: Annotated[
-        bool, typer.Option("--rotate", help="new signing key first; old ones keep verifying")
+        bool,
+        typer.Option("--rotate", help="a new signing key; the older ones keep verifying"),
     ] = False,
     retire: Annotated[
-        str | None, typer.Option(help="remove the key with this kid from the JWKS")
+        str | None,
+        typer.Option(metavar="KID", help="stop accepting the registered key with this kid"),
     ] = None,
-    alg: Annotated[str, typer.Option(help="algorithm of a new signing key")] = "ES256",
+    alg: Annotated[
+        str, typer.Option(metavar="ALG", help="algorithm of a new signing key: ES256 or ES384")
+    ] = "ES256",
 ) -> None:
-    """A participant's signing and encryption keys: files and registered public keys.
+    """A participant's keys: the one command that creates, rotates and retires them.
 
     The private keys are files in BROBYGGER_KEYS_DIR (mode 0600); the directory holds the
-    public ones. Without options: create the missing key files, register their public keys.
-    ``--rotate``: a new signing key goes first; older ones stay registered (and verify) until
-    ``--retire KID`` removes them. The current signing key and the only key of a use are
-    never retired.
+    public ones. Without options: create the missing key files and register them. With
+    --rotate: a new signing key becomes the current one (its file replaces the old) and is
+    listed first; the older ones stay registered, so what they signed keeps verifying,
+    until --retire KID removes them. The current key and the only key of a use are never
+    retired. Prints every registered key; "(current)" marks the ones in BROBYGGER_KEYS_DIR.
     """
     if rotate and retire is not None:
         raise _fail("give --rotate or --retire, not both")
@@ -676,11 +712,14 @@ def participant_keys(
     participant: Participant = _with_database(work)
     for path, key, existed in new_files:
         write_private_key(path, key, replace=existed)
-        stderr.print(f"private key written to {path}", highlight=False)
+        say(f"private key written to {path}", err=True)
+    # The current key of each use is the one now in KEYS_DIR: a fresh one if written, else the
+    # file's (after --rotate only the new signing key is current).
+    current_kids = dict(local)
+    for path, key, _ in new_files:
+        current_kids["sig" if path == sig_path else "enc"] = str(key.kid)
     for entry in participant.jwks.get("keys", []):
-        current = entry.get("kid") in local.values() or any(
-            entry.get("kid") == k.kid for _, k, _ in new_files
-        )
+        current = entry.get("kid") == current_kids.get(_use(entry))
         typer.echo(f"{_use(entry)} {entry.get('kid')}" + ("  (current)" if current else ""))
 
 

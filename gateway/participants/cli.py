@@ -17,8 +17,6 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 from joserfc.jwk import Key
-from rich.console import Console
-from rich.table import Table
 
 from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
 from gateway.auth.citizens import lookup_cpr
@@ -28,11 +26,11 @@ from gateway.auth.keys import (
     generate_encryption_key,
     generate_signing_key,
     private_key_path,
-    public_jwk,
     public_jwks,
     read_private_key,
     write_private_key,
 )
+from gateway.cli_output import fail, print_json, print_table, say
 from gateway.errors import GatewayError
 from gateway.participants.directory import KINDS, Participant, ParticipantDirectory
 from gateway.participants.identifiers import ALIASES, parse_alias
@@ -42,7 +40,6 @@ from gateway.store.repository import Store
 
 T = TypeVar("T")
 participants_app = typer.Typer(no_args_is_help=True, help="The participant directory")
-stderr = Console(stderr=True)
 _SHORT = {system: alias for alias, system in reversed(list(ALIASES.items()))}
 
 
@@ -53,8 +50,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(message: str) -> typer.Exit:
-    stderr.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(1)
+    return fail(message, 1)
 
 
 def _with_directory(
@@ -95,21 +91,42 @@ def _as_jwks(data: Any) -> dict[str, Any]:
 
 @participants_app.command("add")
 def add(
-    name: Annotated[str, typer.Argument(help="client_id: lower-case letters, digits, hyphens")],
-    kind: Annotated[str, typer.Option(help=" | ".join(KINDS))],
+    name: Annotated[
+        str,
+        typer.Argument(help="its client_id: lower-case letters, digits and hyphens"),
+    ],
+    kind: Annotated[str, typer.Option(metavar="KIND", help="one of: " + ", ".join(KINDS))],
     identifier: Annotated[
         list[str] | None,
-        typer.Option(help=f"ALIAS=VALUE, repeatable; aliases: {', '.join(ALIASES)}"),
+        typer.Option(
+            metavar="ALIAS=VALUE",
+            help=f"an identifier, e.g. sor=123456789012; repeat for more; "
+            f"aliases: {', '.join(ALIASES)}",
+        ),
     ] = None,
-    display: Annotated[str | None, typer.Option(help="organisation name")] = None,
-    jwks: Annotated[Path | None, typer.Option(help="public JWKS (or JWK) file")] = None,
+    display: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="the organisation's name")
+    ] = None,
+    jwks: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="its public keys: a JWKS (or one JWK) JSON file"),
+    ] = None,
     generate_key: Annotated[
-        bool, typer.Option("--generate-key", help="make dev keys in BROBYGGER_KEYS_DIR")
+        bool,
+        typer.Option("--generate-key", help="make development keys in BROBYGGER_KEYS_DIR"),
     ] = False,
-    alg: Annotated[str, typer.Option(help="algorithm of a generated signing key")] = "ES256",
-    endpoint: Annotated[str | None, typer.Option(help="HTTPS endpoint for deliveries")] = None,
+    alg: Annotated[
+        str, typer.Option(metavar="ALG", help="algorithm of a generated signing key")
+    ] = "ES256",
+    endpoint: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="where messages are delivered (default: a mailbox)"),
+    ] = None,
 ) -> None:
-    """Register a participant (and its Organization) with its public keys."""
+    """Register a participant (and its Organization) with its public keys.
+
+    Give exactly one of --jwks FILE (the participant holds its keys) or --generate-key.
+    """
     if (jwks is None) == (not generate_key):
         raise _fail("give exactly one of --jwks FILE or --generate-key")
     if alg not in SIGNING_ALGORITHMS:
@@ -147,39 +164,56 @@ def add(
     # Keys are written only once the registration is committed.
     for key, path in zip(new_keys, paths, strict=True):
         write_private_key(path, key)
-        stderr.print(f"private key written to {path}", highlight=False)
+        say(f"private key written to {path}", err=True)
     typer.echo(f"registered {added.name} ({added.kind}) as Organization/{added.organization_id}")
 
 
 @participants_app.command("list")
-def list_participants() -> None:
-    """Show every registered participant."""
+def list_participants(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON (public keys only) instead of a table")
+    ] = False,
+) -> None:
+    """Show every registered participant.
+
+    In a pipe: tab-separated lines, one participant per line (the first line names the columns).
+    """
 
     async def work(
         _s: Settings, directory: ParticipantDirectory, _store: Store
     ) -> list[Participant]:
         return await directory.list()
 
-    table = Table()
-    for column in ("name", "kind", "display", "identifiers", "keys", "delivery"):
-        table.add_column(column, overflow="fold")  # wrap, never cut an identifier short
-    for p in _with_directory(work):
+    found = _with_directory(work)
+    if as_json:
+        print_json({"participants": [p.to_json() for p in found]})
+        return
+    rows = []
+    for p in found:
         idents = ", ".join(
             f"{_SHORT.get(i['system'], i['system'])}={i['value']}" for i in p.identifiers
         )
-        table.add_row(
-            p.name,
-            p.kind,
-            p.display,
-            idents or "-",
-            str(len(p.jwks.get("keys", []))),
-            p.endpoint or "mailbox",
+        rows.append(
+            (
+                p.name,
+                p.kind,
+                p.display,
+                idents or "-",
+                str(len(p.jwks.get("keys", []))),
+                p.endpoint or "mailbox",
+            )
         )
-    Console().print(table)
+    print_table(
+        ("name", "kind", "display", "identifiers", "keys", "delivery"),
+        rows,
+        empty="no participants registered",
+    )
 
 
 @participants_app.command("show")
-def show(name: str) -> None:
+def show(
+    name: Annotated[str, typer.Argument(help="a registered participant")],
+) -> None:
     """One participant as JSON (public keys only)."""
 
     async def work(_s: Settings, directory: ParticipantDirectory, _store: Store) -> Participant:
@@ -188,35 +222,13 @@ def show(name: str) -> None:
     typer.echo(json.dumps(_with_directory(work).to_json(), indent=2, ensure_ascii=False))
 
 
-@participants_app.command("rotate-key")
-def rotate_key(
-    name: str,
-    alg: Annotated[str, typer.Option(help="algorithm of the new signing key")] = "ES256",
-    keep: Annotated[int, typer.Option(help="older signing keys to keep in the JWKS")] = 1,
-) -> None:
-    """New dev signing key (new kid) in BROBYGGER_KEYS_DIR; the old public key stays registered.
-
-    Assertions signed with the old key a moment ago keep verifying for their lifetime; the
-    next rotation drops keys beyond ``--keep``. Prints the new kid.
-    """
-    if alg not in SIGNING_ALGORITHMS:
-        raise _fail(f"--alg must be one of {', '.join(SIGNING_ALGORITHMS)}")
-    key = generate_signing_key(alg)
-
-    async def work(settings: Settings, directory: ParticipantDirectory, _store: Store) -> Path:
-        await directory.add_signing_key(name, public_jwk(key), keep_previous=keep)
-        return private_key_path(settings.keys_dir, name)
-
-    path = _with_directory(work)
-    write_private_key(path, key, replace=True)
-    stderr.print(f"new private key written to {path}", highlight=False)
-    typer.echo(key.kid)
-
-
 @participants_app.command("set-jwks")
 def set_jwks(
-    name: str,
-    jwks: Annotated[Path, typer.Option(help="public JWKS (or JWK) file replacing the keys")],
+    name: Annotated[str, typer.Argument(help="a registered participant")],
+    jwks: Annotated[
+        Path,
+        typer.Option(metavar="FILE", help="a JWKS (or one JWK) JSON file replacing the keys"),
+    ],
 ) -> None:
     """Replace a participant's registered public keys (for keys held by the participant)."""
     key_set = _as_jwks(_read_json(jwks))
@@ -231,9 +243,10 @@ def set_jwks(
 
 @participants_app.command("set-endpoint")
 def set_endpoint(
-    name: str,
+    name: Annotated[str, typer.Argument(help="a registered participant")],
     endpoint: Annotated[
-        str | None, typer.Argument(help="http(s) URL messages are POSTed to; omit for --mailbox")
+        str | None,
+        typer.Argument(help="http(s) URL messages are POSTed to; omit for --mailbox"),
     ] = None,
     mailbox: Annotated[
         bool, typer.Option(help="no endpoint: the participant polls GET /messages")
@@ -287,33 +300,74 @@ def _token_endpoint(client: httpx.Client, base: str) -> str:
     return endpoint if isinstance(endpoint, str) and endpoint else fallback
 
 
+def _no_key_file(name: str, settings: Settings) -> str:
+    """Why ``token --as NAME`` has no key: NAME unknown, or its key is not in KEYS_DIR."""
+
+    async def registered() -> bool:
+        database = Database(settings.database_url)
+        try:
+            await database.migrate()
+            return await ParticipantDirectory(database).find(name) is not None
+        finally:
+            await database.dispose()
+
+    try:
+        known: bool | None = asyncio.run(registered())
+    except Exception:  # no directory here (a remote gateway): say what we know
+        known = None
+    if known is False:
+        return f"{name!r} is not a registered participant (see: brobygger participants list)"
+    return (
+        f"no private key for {name!r} in {settings.keys_dir} "
+        "(keys held by the participant: give --key-file FILE)"
+    )
+
+
 def token(
-    as_: Annotated[str, typer.Option("--as", help="participant (client_id) to act as")],
-    purpose: Annotated[str | None, typer.Option(help="purpose of use code")] = None,
+    as_: Annotated[
+        str, typer.Option("--as", metavar="NAME", help="the participant (client_id) to act as")
+    ],
+    purpose: Annotated[
+        str | None, typer.Option(metavar="CODE", help="purpose of use, e.g. TREAT")
+    ] = None,
     patient: Annotated[
         str | None,
         typer.Option(
-            help="citizen portal only: the Patient/<id> it acts for; its CPR number is looked "
-            "up in BROBYGGER_DATABASE_URL and signed into the assertion (unless --cpr)"
+            metavar="Patient/ID",
+            help="citizen portal only: the record it acts for; its CPR number is looked "
+            "up in BROBYGGER_DATABASE_URL and signed into the assertion (unless --cpr)",
         ),
     ] = None,
     cpr: Annotated[
         str | None,
-        typer.Option(help="citizen portal only: the logged-in citizen's CPR number"),
+        typer.Option(metavar="NUMBER", help="citizen portal only: the citizen's CPR number"),
     ] = None,
-    scope: Annotated[str | None, typer.Option(help="space-separated scopes")] = None,
+    scope: Annotated[
+        str | None,
+        typer.Option(metavar="'SCOPE …'", help="scopes, space-separated (default: the kind's)"),
+    ] = None,
     url: Annotated[
-        str | None, typer.Option(help="gateway base URL (default BROBYGGER_BASE_URL)")
+        str | None,
+        typer.Option(metavar="URL", help="the gateway's base URL (default BROBYGGER_BASE_URL)"),
     ] = None,
     key_file: Annotated[
-        Path | None, typer.Option(help="private JWK (default KEYS_DIR/<NAME>.jwk.json)")
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="the private key (default: BROBYGGER_KEYS_DIR/NAME.jwk.json)"
+        ),
     ] = None,
 ) -> None:
-    """Get an access token from the running gateway (SMART Backend Services)."""
+    """Get an access token from the running gateway (SMART Backend Services).
+
+    The token is the last line on stdout, so TOKEN=$(brobygger token --as NAME) works.
+    """
     settings = Settings()
     base = (url or settings.base_url).rstrip("/")
+    path = key_file or private_key_path(settings.keys_dir, as_)
+    if key_file is None and not path.exists():
+        raise _fail(_no_key_file(as_, settings))
     try:
-        key = read_private_key(key_file or private_key_path(settings.keys_dir, as_))
+        key = read_private_key(path)
     except KeyUnavailable as exc:
         raise _fail(str(exc)) from exc
     form = {"grant_type": "client_credentials", "client_assertion_type": CLIENT_ASSERTION_TYPE}
@@ -345,9 +399,9 @@ def token(
         error = body.get("error", f"HTTP {response.status_code}") if isinstance(body, dict) else ""
         description = body.get("error_description", "") if isinstance(body, dict) else ""
         raise _fail(f"{error}: {description}".rstrip(": "))
-    stderr.print(
+    say(
         f"scope: {body.get('scope')}  purpose: {body.get('purpose', '-')}  "
         f"expires in: {body.get('expires_in')} s",
-        highlight=False,
+        err=True,
     )
     typer.echo(body["access_token"])

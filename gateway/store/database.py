@@ -7,6 +7,7 @@ async connection, so one code path serves ``brobygger db upgrade``, start-up and
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ def _alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@lru_cache(maxsize=1)
 def head_revision() -> str | None:
+    """The newest migration's id (read from the scripts once per process)."""
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
@@ -92,6 +95,10 @@ class Database:
 
 
 def _upgrade(connection: Connection) -> None:
+    # Already at head (every start but the first, every test copied from a migrated
+    # template): skip Alembic's script loading, which costs more than the check.
+    if _current(connection) == head_revision():
+        return
     command.upgrade(_alembic_config(connection), "head")
 
 

@@ -52,16 +52,31 @@ def test_import_twice_reports_everything_unchanged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BROBYGGER_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/import.db")
-    monkeypatch.setenv("COLUMNS", "200")
     broken = tmp_path / "broken.xml"
     broken.write_bytes(b"<nope/>")
     first = runner.invoke(app, ["import", str(SAMPLES), str(broken)])
     assert first.exit_code == 1, first.output
     n = len(all_samples())
-    assert f"│ accepted  │ {n:>9} │" in first.stdout
-    assert "│ rejected  │         1 │" in first.stdout
+    # Not a terminal: tab-separated lines, one record each.
+    assert f"\naccepted\t{n}\n" in first.stdout
+    assert "\nrejected\t1\n" in first.stdout
     assert "broken.xml" in first.stdout and "unknown document" in first.stdout
     second = runner.invoke(app, ["import", str(SAMPLES)])
     assert second.exit_code == 0, second.output
-    assert f"│ unchanged │ {n:>9} │" in second.stdout
-    assert "│ accepted  │         0 │" in second.stdout
+    assert f"\nunchanged\t{n}\n" in second.stdout
+    assert "\naccepted\t0\n" in second.stdout
+    third = runner.invoke(app, ["import", "--json", str(SAMPLES)])
+    assert third.exit_code == 0, third.output
+    summary = json.loads(third.stdout)
+    assert len(summary["unchanged"]) == n and summary["accepted"] == summary["rejected"] == []
+
+
+def test_import_of_nothing_warns_and_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROBYGGER_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/import.db")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["import", str(empty)])
+    assert result.exit_code == 1
+    assert "no *.xml documents found" in result.stderr and str(empty) in result.stderr
+    result = runner.invoke(app, ["import", str(tmp_path / "nosuch")])
+    assert result.exit_code == 2 and "no such file or folder" in result.stderr

@@ -77,7 +77,8 @@ CPR = "urn:oid:1.2.208.176.1.2"
 MESSAGE_SYSTEM = "urn:brobygger:test:crash-message"
 SCOPE = "system/*.read system/*.write"
 JOSE = {"Content-Type": envelope.MEDIA_TYPE, "Accept": envelope.MEDIA_TYPE}
-START_TIMEOUT_SECONDS = 60.0
+# Start-up waits are counted in probes (a busy machine starts slowly; that is no failure).
+START_PROBES = 6000
 # Who sends to whom: hospitals → rehab units, job centres → GPs.
 ROUTES: tuple[tuple[str, str], ...] = (
     ("auh-ortopaedi", "aarhus-genoptraening"),
@@ -162,8 +163,13 @@ class CrashConfig:
     # Longer than the gateway's own waits (e.g. its 30 s connection-pool timeout), so that
     # what it answers is seen rather than a client timeout.
     client_timeout_seconds: float = 60.0
-    send_deadline_seconds: float = 600.0
-    delivery_deadline_seconds: float = 180.0
+    # The run ends by counts, never by the clock (a loaded machine is slow, not wrong):
+    # a message is posted at most this many times (connection errors and transient-errors
+    # included) before it counts as a problem ...
+    max_posts_per_message: int = 200
+    # ... and the wait for deliveries ends after this many polls (0.25 s apart) in a row in
+    # which no delivery was acknowledged and nothing new arrived.
+    delivery_stall_polls: int = 480
     log: Callable[[str], None] = field(default=lambda _line: None)
 
 
@@ -327,11 +333,12 @@ def serve_receiver(system: ReceiverSystem) -> Iterator[str]:
     )
     thread.start()
     try:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the receivers' app did not start")
+        for _ in range(START_PROBES):
+            if server.started or not thread.is_alive():
+                break
             time.sleep(0.01)
+        if not server.started:
+            raise RuntimeError("the receivers' app did not start")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
@@ -403,8 +410,7 @@ class GatewayProcess:
             )
 
     async def wait_ready(self, client: httpx.AsyncClient) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
+        for _ in range(START_PROBES):
             process = self.process
             if process is None or process.poll() is not None:
                 raise RuntimeError(f"the gateway exited during start-up:\n{self.log_tail()}")
@@ -412,9 +418,10 @@ class GatewayProcess:
                 response = await client.get(f"{self.base_url}/readyz", timeout=2)
                 if response.status_code == 200:
                     return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway was not ready in time:\n{self.log_tail()}")
             await asyncio.sleep(0.05)
+        raise RuntimeError(
+            f"the gateway was not ready after {START_PROBES} probes:\n{self.log_tail()}"
+        )
 
     def _signal(self, signum: int, wait: float) -> None:
         process = self.process
@@ -590,7 +597,12 @@ class Burst:
     async def send_one(self, client: httpx.AsyncClient, sent: Sent) -> None:
         """Post the same sealed bytes until the gateway acknowledges them ``ok``."""
         url = f"{self.gateway.base_url}/fhir/$process-message"
+        attempts = 0
         while self.aborted is None:
+            attempts += 1
+            if attempts > self.config.max_posts_per_message:
+                sent.problem = f"not acknowledged after {attempts - 1} attempts"
+                return
             token = ""
             try:
                 token = await self.tokens.get(client, sent.sender)
@@ -691,12 +703,10 @@ class Burst:
                 )
             )
             killer = asyncio.ensure_future(self.killer(client, senders))
+            # Every sender ends: each message is posted a bounded number of times.
             try:
-                async with asyncio.timeout(self.config.send_deadline_seconds):
-                    await senders
-                    await killer
-            except TimeoutError:
-                self.aborted = f"the burst did not end within {self.config.send_deadline_seconds} s"
+                await senders
+                await killer
             finally:
                 for task in (senders, killer):
                     task.cancel()
@@ -737,16 +747,26 @@ def unacknowledged_deliveries(engine: Engine, sent: list[Sent]) -> Counter[str]:
 
 
 async def wait_for_deliveries(
-    engine: Engine, receiver: ReceiverSystem, sent: list[Sent], deadline_seconds: float
+    engine: Engine, receiver: ReceiverSystem, sent: list[Sent], stall_polls: int
 ) -> Counter[str]:
-    """Poll, with a deadline, until every delivery is acknowledged and every id has arrived."""
+    """Poll until every delivery is acknowledged and every id has arrived, or until
+    ``stall_polls`` polls in a row show no progress (a count, not a clock)."""
     acked = [s for s in sent if s.code == acks.OK]
     expected = {(s.receiver, s.header_id) for s in acked}
-    deadline = time.monotonic() + deadline_seconds
+    best: tuple[int, int] | None = None
+    idle = 0
     while True:
         pending = await asyncio.to_thread(unacknowledged_deliveries, engine, acked)
-        if (not pending and expected <= set(receiver.snapshot())) or time.monotonic() > deadline:
+        arrived = expected & set(receiver.snapshot())
+        if not pending and arrived == expected:
             return pending
+        state = (sum(pending.values()), -len(arrived))
+        if best is None or state < best:
+            best, idle = state, 0
+        else:
+            idle += 1
+            if idle >= stall_polls:
+                return pending
         await asyncio.sleep(0.25)
 
 
@@ -827,7 +847,7 @@ def verify(
         problems.append(f"{len(strays)} Communications carry ids nobody sent")
     # Delivery: every acknowledged message reached its receiver, at least once.
     if pending:
-        problems.append(f"deliveries not acknowledged by the deadline: {dict(pending)}")
+        problems.append(f"deliveries not acknowledged (no progress any more): {dict(pending)}")
     arrived = set(receiver.snapshot())
     for s in acked:
         if (s.receiver, s.header_id) not in arrived:
@@ -897,9 +917,7 @@ async def _run(config: CrashConfig, report: CrashReport, rng: random.Random) -> 
                 async with httpx.AsyncClient(timeout=10) as client:
                     await asyncio.sleep(rng.uniform(0.0, 0.5))
                     await burst.kill_and_restart(client, "kill while deliveries catch up")
-            pending = await wait_for_deliveries(
-                engine, receiver, sent, config.delivery_deadline_seconds
-            )
+            pending = await wait_for_deliveries(engine, receiver, sent, config.delivery_stall_polls)
             report.delivery_seconds = time.monotonic() - delivery_started
             config.log(f"deliveries caught up in {report.delivery_seconds:.1f} s")
             gateway.stop()

@@ -76,8 +76,6 @@ def test_a_burst_survives_sigkills_stored_once_and_delivered_at_least_once(
             # A 500 is retried here (and counted in the summary); that the gateway never
             # answers one is the next test's promise.
             stop_on_unexpected=False,
-            send_deadline_seconds=300,
-            delivery_deadline_seconds=120,
             log=log.append,
         )
     )
@@ -104,8 +102,6 @@ def test_a_burst_wider_than_the_connection_pool_gets_acknowledgements_not_500s(
             kill_during_delivery=False,
             seed=SEED,
             stop_on_unexpected=True,
-            send_deadline_seconds=120,
-            delivery_deadline_seconds=60,
             log=log.append,
         )
     )

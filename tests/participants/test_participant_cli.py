@@ -26,7 +26,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("BROBYGGER_KEYS_DIR", str(tmp_path / "keys"))
     monkeypatch.setenv("BROBYGGER_BASE_URL", "http://testserver")
     monkeypatch.setenv("BROBYGGER_ENVIRONMENT", "test")
-    monkeypatch.setenv("COLUMNS", "200")  # rich tables: one row per line
     return Settings()
 
 
@@ -50,6 +49,12 @@ def test_add_list_show_rotate(env: Settings) -> None:
 
     code, out, _ = invoke("participants", "list")
     assert code == 0 and "odense-ortopaedi" in out and "ean=5790000121526" in out
+    # In a pipe: a header line, then one participant per line, tab-separated.
+    [row] = [line for line in out.splitlines() if line.startswith("odense-ortopaedi\t")]
+    assert row.split("\t")[:2] == ["odense-ortopaedi", "hospital"]
+    code, out, _ = invoke("participants", "list", "--json")
+    [listed] = json.loads(out)["participants"]
+    assert listed["name"] == "odense-ortopaedi" and "d" not in listed["jwks"]["keys"][0]
 
     code, out, _ = invoke("participants", "show", "odense-ortopaedi")
     shown = json.loads(out)
@@ -57,12 +62,17 @@ def test_add_list_show_rotate(env: Settings) -> None:
     assert shown["jwks"]["keys"][0]["kid"] == first_kid
     assert "d" not in shown["jwks"]["keys"][0]
 
-    code, out, _ = invoke("participants", "rotate-key", "odense-ortopaedi")
-    assert code == 0
-    new_kid = out.strip().splitlines()[-1]
-    assert new_kid == read_private_key(key_file).kid != first_kid
+    # One rotation command: `keys participant --rotate` (rotate-key is gone).
+    code, _, _ = invoke("participants", "rotate-key", "odense-ortopaedi")
+    assert code == 2
+    code, out, err = invoke("keys", "participant", "odense-ortopaedi", "--rotate")
+    assert code == 0, err
+    new_kid = read_private_key(key_file).kid
+    assert new_kid != first_kid
+    assert f"sig {new_kid}  (current)" in out
+    assert f"sig {first_kid}\n" in out + "\n"  # still registered, no longer current
     code, out, _ = invoke("participants", "show", "odense-ortopaedi")
-    kids = [k["kid"] for k in json.loads(out)["jwks"]["keys"]]
+    kids = [k["kid"] for k in json.loads(out)["jwks"]["keys"] if k.get("use", "sig") == "sig"]
     assert kids[:2] == [new_kid, first_kid]
 
 
@@ -143,9 +153,15 @@ def test_token_failure_exits_non_zero_with_the_oauth_error(gateway: TestClient) 
     assert "invalid_request" in err and "purpose" in err
 
 
-def test_token_without_a_key_file(gateway: TestClient) -> None:
+def test_token_for_an_unknown_participant_says_so(gateway: TestClient) -> None:
     code, _, err = invoke("token", "--as", "someone-else")
-    assert code == 1 and "does not exist" in err
+    assert code == 1 and "'someone-else' is not a registered participant" in err
+
+
+def test_token_for_a_participant_without_a_key_file(gateway: TestClient, env: Settings) -> None:
+    (env.keys_dir / "lys-montage.jwk.json").unlink()
+    code, _, err = invoke("token", "--as", "lys-montage")
+    assert code == 1 and "no private key for 'lys-montage'" in err
 
 
 def test_set_endpoint_and_back_to_the_mailbox(env: Settings) -> None:
