@@ -68,8 +68,8 @@ from typing import Any, Final, Literal
 from consent._codes import (
     CITIZEN_AUTHORED_TYPES,
     CITIZEN_PORTAL,
-    COORDINATION_PLAN_SYSTEM,
     CONSENT_RECORDER_KINDS,
+    COORDINATION_PLAN_SYSTEM,
     DESCRIBING_ELEMENTS,
     DIRECTORY_TYPES,
     FHIR_BASE,

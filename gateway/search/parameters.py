@@ -200,6 +200,26 @@ _DEFINITIONS: dict[str, tuple[SearchParam, ...]] = {
         _p("author", "reference"),
         _p("activity-code", "token", "activity.detail.code"),
     ),
+    # The shared plan's parts (docs/shared-plan.md).
+    "CareTeam": (
+        _p("identifier", "token"),
+        _p("subject", "reference"),
+        _p("patient", "reference", "subject", targets=PATIENT),
+        _p("status", "token"),
+        _p("category", "token"),
+        _p("date", "date", "period"),
+        _p("participant", "reference", "participant.member"),
+    ),
+    "Goal": (
+        _p("identifier", "token"),
+        _p("subject", "reference"),
+        _p("patient", "reference", "subject", targets=PATIENT),
+        _p("lifecycle-status", "token", "lifecycleStatus"),
+        _p("achievement-status", "token", "achievementStatus"),
+        _p("category", "token"),
+        _p("start-date", "date", "startDate"),
+        _p("target-date", "date", "target.dueDate"),
+    ),
     "DocumentReference": (
         _p("identifier", "token", "masterIdentifier", "identifier"),
         _p("subject", "reference"),
