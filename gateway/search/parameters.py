@@ -199,6 +199,8 @@ _DEFINITIONS: dict[str, tuple[SearchParam, ...]] = {
         _p("encounter", "reference"),
         _p("author", "reference"),
         _p("activity-code", "token", "activity.detail.code"),
+        _p("care-team", "reference", "careTeam"),
+        _p("goal", "reference"),
     ),
     # The shared plan's parts (docs/shared-plan.md).
     "CareTeam": (

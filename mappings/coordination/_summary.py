@@ -53,7 +53,8 @@ def _name(view: PlanView, reference: Any) -> str:
     ref = reference.get("reference") if isinstance(reference, Mapping) else None
     display = reference.get("display") if isinstance(reference, Mapping) else None
     if isinstance(ref, str) and ref in view.names:
-        return view.names[ref]
+        known = view.names[ref]
+        return f"{display} ({known})" if isinstance(display, str) and display != known else known
     if isinstance(display, str):
         return display
     if isinstance(ref, str) and ref.startswith("Patient/"):
