@@ -183,7 +183,6 @@ def shared_plan_bundle(
                     {"coding": [coding(PLAN_SYSTEM, m.role, ROLES[m.role])], "text": ROLES[m.role]}
                 ],
                 "member": _ref(m.organization, m.person),
-                "onBehalfOf": _ref(m.organization),
             }
             for m in members
         ],
@@ -452,12 +451,19 @@ def plan_note(
     recipients: Sequence[str] = (),
     about: Sequence[str] = (),
     changes: Sequence[str] = (),
-    labels: Sequence[str] = (SICKNESS_BENEFIT_CASE, EMPLOYMENT_RELEVANT),
+    labels: Sequence[str] | None = None,
     addressees: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A note on the plan: the round table's outcome (what was agreed, with references to the
     goals, activities and steps it added), an employer's offer or workplace visit, or the
-    citizen's comment. The citizen's own note has no sender (the portal is no Organization)."""
+    citizen's comment. Labels: about work (the employer may read it under consent), except a
+    citizen's comment, which stays with the case unless the citizen labels it otherwise."""
+    if labels is None:
+        labels = (
+            (SICKNESS_BENEFIT_CASE,)
+            if kind == "citizen-comment"
+            else (SICKNESS_BENEFIT_CASE, EMPLOYMENT_RELEVANT)
+        )
     note: dict[str, Any] = {
         "resourceType": "Communication",
         "meta": _meta(None, labels, addressees),
@@ -468,9 +474,7 @@ def plan_note(
         "sent": sent.isoformat(),
         "payload": [{"contentString": text}, *({"contentReference": _ref(c)} for c in changes)],
     }
-    if sender.startswith("Organization/"):
-        note["sender"] = _ref(sender)
-    elif sender.startswith("Patient/"):
+    if sender.startswith(("Organization/", "Patient/")):
         note["sender"] = _ref(sender)
     if recipients:
         note["recipient"] = [_ref(r) for r in recipients]

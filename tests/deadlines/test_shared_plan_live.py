@@ -397,7 +397,7 @@ def test_the_shared_plan_from_creation_to_the_citizens_own_goal(settings: Settin
                             plan=plan,
                             patient=patient,
                             sender=ORG[JOBCENTRE],
-                            text="Aftalt: optrapning efter forslaget; nyt mål om fuld tid i uge 10.",
+                            text="Aftalt: optrapning efter forslaget; fuld tid i uge 10.",
                             sent=date(2026, 12, 10),
                             recipients=(ORG[REHAB], ORG[GP]),
                             changes=(
