@@ -47,7 +47,10 @@ hidden resource is a 404 before this is asked). Rules, in order (``WriteDecision
    and the new version — while a job centre, which coordinates the plan, also assigns
    activities to the other parties [plan-activity]. Rules 7 and 8 then apply as usual: the
    author changes its Task, the owner records its fulfilment. So the GP never touches the
-   rehabilitation unit's activity, and the employer never assigns work to anyone.
+   rehabilitation unit's activity, and the employer never assigns work to anyone. The plan
+   itself and its team (a CarePlan or CareTeam with category ``coordinated-return-to-work``)
+   are created and maintained by a job centre only (the first follow-up is the job centre's),
+   and then, by rule 7, only by the job centre that wrote them.
 
 A current version without an author (legacy data, or seeded by the operator) is changed by
 nobody but the operator, except an Organization by the participant it is. Authorship is fixed
@@ -69,6 +72,7 @@ from consent._codes import (
     CITIZEN_AUTHORED_TYPES,
     CITIZEN_PORTAL,
     CONSENT_RECORDER_KINDS,
+    COORDINATED_RETURN,
     COORDINATION_PLAN_SYSTEM,
     DESCRIBING_ELEMENTS,
     DIRECTORY_TYPES,
@@ -239,11 +243,32 @@ def _is_plan_activity(resource: Mapping[str, Any]) -> bool:
     )
 
 
+_PLAN_TYPES = frozenset({"CarePlan", "CareTeam"})
+
+
+def _is_coordination_plan(resource: Mapping[str, Any]) -> bool:
+    if resource.get("resourceType") not in _PLAN_TYPES:
+        return False
+    categories = resource.get("category")
+    return isinstance(categories, list) and any(
+        isinstance(category, dict)
+        and isinstance(category.get("coding"), list)
+        and any(
+            isinstance(c, dict) and c.get("code") == COORDINATED_RETURN for c in category["coding"]
+        )
+        for category in categories
+    )
+
+
 def _plan_activity(
     requester: Requester, current: Resource | None, incoming: Resource | None
 ) -> WriteDecision | None:
     """Rule 9: a refusal, an allowed create, or None (the usual rules decide)."""
     versions = [v for v in (current, incoming) if v is not None]
+    if any(_is_coordination_plan(v) for v in versions) and requester.kind != JOBCENTRE:
+        return _refuse(
+            "plan-activity", "the shared plan and its team are kept by the coordinating job centre"
+        )
     if not any(_is_plan_activity(v) for v in versions):
         return None
     own = requester.organization_ref

@@ -132,3 +132,28 @@ def test_the_citizen_adds_and_changes_own_goals_and_comments_only() -> None:
     for kind in ("Task", "Observation", "CarePlan"):
         resource = {"resourceType": kind, "subject": {"reference": "Patient/ole"}}
         assert not decide_write(OLE, "create", None, resource).allowed, kind
+
+
+def test_only_a_job_centre_creates_and_keeps_the_plan_and_its_team() -> None:
+    category = [{"coding": [{"system": "x", "code": "coordinated-return-to-work"}]}]
+    plan = {
+        "resourceType": "CarePlan",
+        "category": category,
+        "subject": {"reference": "Patient/ole"},
+    }
+    team = {
+        "resourceType": "CareTeam",
+        "category": category,
+        "subject": {"reference": "Patient/ole"},
+    }
+    for resource in (plan, team):
+        assert decide_write(JOBCENTRE, "create", None, resource).allowed
+        for other in (UNIT, DOCTOR, EMPLOYER):
+            decision = decide_write(other, "create", None, resource)
+            assert not decision.allowed and decision.rule == "plan-activity"
+        kept = {**resource, "meta": {"source": "urn:brobygger:participant:jobcenter-aarhus"}}
+        assert decide_write(JOBCENTRE, "update", kept, resource).allowed
+        assert not decide_write(EMPLOYER, "update", kept, resource).allowed
+    # The employer's own gradual-return proposal is another category: its own to write.
+    proposal = {**plan, "category": [{"coding": [{"code": "gradual-return-to-work"}]}]}
+    assert decide_write(EMPLOYER, "create", None, proposal).allowed
