@@ -45,7 +45,6 @@ PLAN_EVENT = "sickness-benefit-case"
 _NAMESPACE = uuid.UUID("0b7d7a52-1d7e-4f57-9a0f-4f0b9a7c2e15")
 _PAGE = 500
 _WHAT = {
-    "CarePlan": "planen",
     "CareTeam": "deltagerne",
     "Goal": "et mål",
     "Task": "en aktivitet",
@@ -131,7 +130,10 @@ async def plan_view(data: DataPath, plan_id: str, *, with_history: bool = True) 
             for entry in entries:
                 shown = entry.resource or {}
                 who = author_of(shown) or "?"
-                what = f"{_WHAT.get(entry.resource_type, entry.resource_type)} "
+                kind = "planen" if part is plan else _WHAT.get(entry.resource_type, "")
+                if part is not plan and entry.resource_type == "CarePlan":
+                    kind = "optrapningen"
+                what = f"{kind} "
                 what += f"{entry.resource_type}/{entry.id} version {entry.version} ({entry.method})"
                 view.changes.append((entry.last_updated.isoformat(), who, what))
     return view
