@@ -137,6 +137,9 @@ TOKEN_POLICIES: Final[Mapping[str, TokenPolicy]] = MappingProxyType(
                 ("Observation", "write"),
                 ("Communication", "write"),
                 ("Task", "write"),
+                # The sender and receiver entries of its messages (hours by message): they
+                # match the registered participants; write rules 5 and 6 keep them as they are.
+                ("Organization", "write"),
             ),
             frozenset({ROUND_TABLE_MEETING}),
             ("system/*.read",),

@@ -129,6 +129,7 @@ def test_the_employer_writes_nothing_but_its_part_of_the_plan(scope: str) -> Non
         "system/Observation.write",
         "system/Communication.cu",
         "system/Task.write",
+        "system/Organization.write",
     ],
 )
 def test_the_employer_writes_its_part_of_the_shared_plan(scope: str) -> None:

@@ -497,3 +497,69 @@ def test_the_shared_plan_from_creation_to_the_citizens_own_goal(settings: Settin
         assert portal.call("POST", "Goal", json=other).status_code in (403, 404)
         goal = jc.call("GET", work_goal).json()
         assert portal.call("PUT", work_goal, json=goal).status_code == 403
+
+
+def test_the_employer_reports_hours_by_message(settings: Settings) -> None:
+    """The same facts as the REST report, sent as a message to the job centre."""
+    from tests.deadlines.test_loop_live import as_content
+    from tests.messaging.test_flows import content_message
+
+    with open_world(settings) as world:
+        jc = Party(world, world.token(JOBCENTRE, FOLLOW_UP))
+        loaded = httpx.post(
+            f"{world.base}/ingest/jobcentre-case",
+            content=OLE_CASE,
+            headers={**world.auth(JOBCENTRE), "Content-Type": "application/xml"},
+            timeout=30,
+        )
+        assert loaded.status_code == 201, loaded.text
+        patient = next(
+            e["resource"]["patient"]["reference"]
+            for e in loaded.json()["entry"]
+            if e.get("resource", {}).get("resourceType") == "EpisodeOfCare"
+        )
+        ole = patient.split("/")[1]
+        world.record_consent(JOBCENTRE, ole, EMPLOYER, ROUND_TABLE, labels=("employment-relevant",))
+        members = [Member("coordinator", ORG[JOBCENTRE], JOBCENTRE, "Mette Holm")]
+        _, plan = jc.transaction(
+            shared_plan_bundle(
+                patient=patient, jobcentre=ORG[JOBCENTRE], members=members, start=date(2026, 10, 22)
+            )
+        )
+        employer = Party(world, world.gateway.token(EMPLOYER, EMPLOYER_SCOPE, purpose=ROUND_TABLE))
+        proposal = gradual_return_proposal(
+            plan=plan,
+            patient=patient,
+            employer=ORG[EMPLOYER],
+            coordinator_participant=JOBCENTRE,
+            steps=[Step(date(2026, 12, 7), date(2026, 12, 20), Decimal(12))],
+            written=date(2026, 12, 1),
+        )
+        proposed = employer.created(proposal)
+        report = hours_report_bundle(
+            gradual_return_plan=proposed,
+            proposal=proposal,
+            plan=plan,
+            patient=patient,
+            employer=ORG[EMPLOYER],
+            coordinator=ORG[JOBCENTRE],
+            coordinator_participant=JOBCENTRE,
+            week="2026-W50",
+            hours=Decimal(6),
+            today=date(2026, 12, 15),
+        )
+        content = as_content({"entry": report["entry"]})
+        message = content_message(
+            EMPLOYER, JOBCENTRE, content, event="sickness-benefit-case", focus=content[:1]
+        )
+        world.tokens[EMPLOYER, None] = world.gateway.token(
+            EMPLOYER, f"{EMPLOYER_SCOPE} system/Organization.write", purpose=ROUND_TABLE
+        )
+        sent = world.send(EMPLOYER, message)
+        assert sent.code == "ok", sent.diagnostics()
+        [hours] = jc.search("Observation", patient=ole, focus=proposed)
+        assert hours["valueQuantity"]["value"] == 6
+        shortfalls = jc.search(
+            "Task", code=f"{DEADLINE}|gradual-return-shortfall", **{"based-on": plan}
+        )
+        assert len(shortfalls) == 1
