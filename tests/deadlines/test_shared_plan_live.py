@@ -34,7 +34,15 @@ from mappings.coordination import (
     plan_note,
     shared_plan_bundle,
 )
-from tests.messaging.test_flows import EMPLOYER, JOBCENTRE, REHAB, World, open_world
+from tests.messaging.test_flows import (
+    EMPLOYER,
+    JOBCENTRE,
+    OLE_CPR,
+    REHAB,
+    World,
+    brobygger,
+    open_world,
+)
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "formats" / "samples"
 OLE_CASE = (SAMPLES / "jobcentre-case" / "sag-ole-aarhus.xml").read_bytes()
@@ -497,6 +505,16 @@ def test_the_shared_plan_from_creation_to_the_citizens_own_goal(settings: Settin
         assert portal.call("POST", "Goal", json=other).status_code in (403, 404)
         goal = jc.call("GET", work_goal).json()
         assert portal.call("PUT", work_goal, json=goal).status_code == 403
+
+        # 8. The CLI prints the same views through each participant's own guarded path.
+        shown = brobygger(world, "plan", "show", "--as", EMPLOYER, "--cpr", OLE_CPR)
+        assert shown.returncode == 0, shown.stderr
+        assert "Fuld tid i uge 10" in shown.stdout and "Genoptræning" not in shown.stdout
+        assert "Statusattest" not in shown.stdout and "Løfte 5 kg" not in shown.stdout
+        shown = brobygger(world, "plan", "show", "--as", JOBCENTRE, "--cpr", OLE_CPR)
+        assert "Genoptræning af skulderen" in shown.stdout and "Kunne løfte" in shown.stdout
+        shown = brobygger(world, "plan", "show", "--as", "roskilde-traening", "--cpr", OLE_CPR)
+        assert shown.returncode == 1 and "sees no shared plan" in shown.stdout
 
 
 def test_the_employer_reports_hours_by_message(settings: Settings) -> None:
