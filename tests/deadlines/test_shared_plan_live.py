@@ -230,6 +230,21 @@ def test_the_shared_plan_from_creation_to_the_citizens_own_goal(settings: Settin
                 labels=("medical-statement",),
             )
         )
+        # The coordinator's own activity refers to the case's week-12 deadline Task.
+        [week12] = jc.search("Task", patient=ole, code=f"{DEADLINE}|broad-assessment")
+        own_task = jc.created(
+            plan_activity(
+                plan=plan,
+                patient=patient,
+                owner=ORG[JOBCENTRE],
+                coordinator=ORG[JOBCENTRE],
+                text="Opfølgningssamtale i uge 12 med vurdering af arbejdsevnen",
+                due=date(2026, 11, 23),
+                authored=date(2026, 10, 22),
+                labels=("sickness-benefit-case",),
+                refers_to=(f"Task/{week12['id']}",),
+            )
+        )
         current = gp.call("GET", unit_task)
         assert current.status_code == 404  # health → health: not addressed to the GP
         meddling = unit.call("GET", gp_task)
@@ -254,7 +269,9 @@ def test_the_shared_plan_from_creation_to_the_citizens_own_goal(settings: Settin
         # The coordinator sees the whole plan under Ole's consent; the parties their part.
         text, parts = jc.summary(plan)
         seen = {f"{p['resourceType']}/{p['id']}" for p in parts}
-        assert {plan, team, work_goal, health_goal, unit_task, gp_task} <= seen
+        assert {plan, team, work_goal, health_goal, unit_task, gp_task, own_task} <= seen
+        [own] = [p for p in parts if f"Task/{p['id']}" == own_task]
+        assert own["focus"] == {"reference": f"Task/{week12['id']}"}
         assert "Tovholder: Mette Holm" in text and "Statusattest" in text
         _, unit_parts = unit.summary(plan)
         unit_seen = {f"{p['resourceType']}/{p['id']}" for p in unit_parts}
@@ -327,6 +344,17 @@ def test_the_shared_plan_from_creation_to_the_citizens_own_goal(settings: Settin
                 sender=ORG[EMPLOYER],
                 text="Vi tilbyder en lift og opgaver i værkstedet",
                 sent=date(2026, 12, 1),
+                addressees=(JOBCENTRE,),
+            )
+        )
+        visit = employer.created(
+            plan_note(
+                kind="workplace-visit",
+                plan=plan,
+                patient=patient,
+                sender=ORG[EMPLOYER],
+                text="Besøg 3/12: værkstedet indrettet med hæve-sænkebord",
+                sent=date(2026, 12, 3),
                 addressees=(JOBCENTRE,),
             )
         )
@@ -428,7 +456,17 @@ def test_the_shared_plan_from_creation_to_the_citizens_own_goal(settings: Settin
         # 6. What the employer sees, by every door: work goals and its own steps, no health.
         text, parts = employer.summary(plan)
         employer_seen = {f"{p['resourceType']}/{p['id']}" for p in parts}
-        assert {plan, work_goal, new_goal, proposed, new_task, outcome, offer} <= employer_seen
+        assert {
+            plan,
+            work_goal,
+            new_goal,
+            proposed,
+            new_task,
+            outcome,
+            offer,
+            visit,
+        } <= employer_seen
+        assert own_task not in employer_seen  # the job centre's own, not about work
         assert not {team, health_goal, unit_task, gp_task} & employer_seen
         assert_no_health_data(parts)
         assert "Genoptræning" not in text and "Statusattest" not in text and "PSFS" not in text
