@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from gateway.coordination.plan import plan_view, plans_of, push_plan_changes
@@ -357,3 +358,22 @@ async def test_every_new_kind_passes_fhir_validate(
         files.append(path)
     result = fhir_validate(files)
     assert result.returncode == 0, result.output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not built: 'who changed what' names each version's author; a Task's owner "
+    "recording its fulfilment is kept in a Provenance that the summary does not read yet",
+)
+async def test_the_summary_names_the_owner_who_fulfilled_an_assigned_activity(
+    client: Any, settings: Settings, store: Store
+) -> None:
+    w = await _world(client, settings)
+    gp = await _login(client, settings, GP, "system/*.read system/*.write")
+    task = (await gp.get(w["gp_task"])).json()
+    task["status"] = "completed"
+    assert (await gp.put(w["gp_task"], task)).status_code == 200
+    summary = await client.get(
+        f"/fhir/{w['plan']}/$summary", headers={**w["jc"].headers, "Accept": "text/plain"}
+    )
+    assert f"{GP}: en aktivitet {w['gp_task']} version 2" in summary.text
