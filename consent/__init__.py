@@ -47,7 +47,8 @@ after the author's:
    Appointment.participant.actor [addressee].
 7. A department reads its own records: an ownership element references its Organization
    (EpisodeOfCare.managingOrganization, DocumentReference.custodian, Encounter.serviceProvider,
-   ServiceRequest/Task.requester, CarePlan.author, Communication.sender) [own-department].
+   ServiceRequest/Task.requester, CarePlan.author, CareTeam.managingOrganization,
+   Communication.sender) [own-department].
 8. A Patient is visible when at least one other record of that patient is visible to the
    requester by a rule other than ``author`` (and ``directory``): :func:`supports_patient`.
    Writing a record about a citizen never makes what others recorded readable

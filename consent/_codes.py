@@ -74,6 +74,14 @@ PARTICIPANT_KINDS: Final = frozenset(
 # or a legal basis; the citizen portal is on neither side.
 HEALTH_SIDE: Final = frozenset({HOSPITAL, GP, REHAB_UNIT})
 EMPLOYMENT_SIDE: Final = frozenset({JOBCENTRE, EMPLOYER})
+# The shared plan (docs/shared-plan.md): its codes, and what marks a Task as a plan activity.
+COORDINATION_PLAN_SYSTEM: Final = f"{FHIR_BASE}/CodeSystem/coordination-plan"
+PLAN_ACTIVITY: Final = "plan-activity"
+# The category (code) of the plan and its team, in care-plan-category / coordination-plan.
+COORDINATED_RETURN: Final = "coordinated-return-to-work"
+# What the citizen portal writes besides its citizen's consents: the citizen's own goals and
+# comments on the plan (authored by the citizen, about the citizen).
+CITIZEN_AUTHORED_TYPES: Final = frozenset({"Goal", "Communication"})
 # Who may record a Consent (the citizen portal only for its own citizen).
 CONSENT_RECORDER_KINDS: Final = frozenset({JOBCENTRE, REHAB_UNIT, CITIZEN_PORTAL})
 

@@ -41,6 +41,7 @@ _OWNER_ELEMENTS: dict[str, tuple[tuple[str, ...], ...]] = {
     "ServiceRequest": (("requester",),),
     "Task": (("requester",),),
     "CarePlan": (("author",),),
+    "CareTeam": (("managingOrganization",),),
     "Communication": (("sender",),),
     "CommunicationRequest": (("sender",), ("requester",)),
 }
@@ -56,6 +57,8 @@ _DATA_DATE_ELEMENTS: dict[str, tuple[tuple[str, ...], ...]] = {
     "Condition": (("recordedDate",), ("onsetDateTime",)),
     "QuestionnaireResponse": (("authored",),),
     "CarePlan": (("period", "start"), ("created",)),
+    "CareTeam": (("period", "start"),),
+    "Goal": (("startDate",), ("statusDate",)),
     "ServiceRequest": (("authoredOn",),),
     "Task": (("authoredOn",),),
     "Communication": (("sent",),),

@@ -13,7 +13,9 @@ hidden resource is a 404 before this is asked). Rules, in order (``WriteDecision
 3. The citizen portal writes nothing but Consents of its own citizen (``requester.patient``)
    [citizen-own]: it records them, updates those it recorded, and withdraws any of them —
    an update to ``status: inactive`` that changes nothing else, or a delete
-   [consent-recorder].
+   [consent-recorder]. Besides, on the shared plan, the citizen's own goals and comments
+   (``CITIZEN_AUTHORED_TYPES``: Goal, Communication about its own citizen): it creates them,
+   and changes or deletes only those it wrote [citizen-own].
 4. Consents are recorded (created) only by a job centre or a rehabilitation unit (and the
    portal), and updated or deleted only by their author [consent-recorder]. That the recorder
    already holds a record of the citizen needs the database: the gateway checks it.
@@ -39,6 +41,17 @@ hidden resource is a 404 before this is asked). Rules, in order (``WriteDecision
    the patient, the owner and every other element stay as they are, so the owner can never
    widen who sees the Task; it never deletes one.
 
+9. The shared plan (docs/shared-plan.md): a Task coded ``plan-activity`` (system
+   ``COORDINATION_PLAN_SYSTEM``) is an activity of the plan, and each party creates, updates
+   and deletes only its own — ``Task.owner`` is the requester's Organization, in the current
+   and the new version — while a job centre, which coordinates the plan, also assigns
+   activities to the other parties [plan-activity]. Rules 7 and 8 then apply as usual: the
+   author changes its Task, the owner records its fulfilment. So the GP never touches the
+   rehabilitation unit's activity, and the employer never assigns work to anyone. The plan
+   itself and its team (a CarePlan or CareTeam with category ``coordinated-return-to-work``)
+   are created and maintained by a job centre only (the first follow-up is the job centre's),
+   and then, by rule 7, only by the job centre that wrote them.
+
 A current version without an author (legacy data, or seeded by the operator) is changed by
 nobody but the operator, except an Organization by the participant it is. Authorship is fixed
 at creation: on an update the gateway keeps ``meta.source`` (and the author-kind tag) of the
@@ -56,11 +69,16 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from consent._codes import (
+    CITIZEN_AUTHORED_TYPES,
     CITIZEN_PORTAL,
     CONSENT_RECORDER_KINDS,
+    COORDINATED_RETURN,
+    COORDINATION_PLAN_SYSTEM,
     DESCRIBING_ELEMENTS,
     DIRECTORY_TYPES,
     FHIR_BASE,
+    JOBCENTRE,
+    PLAN_ACTIVITY,
 )
 from consent._model import Requester
 from consent._resources import (
@@ -95,7 +113,7 @@ class WriteDecision:
     ``rule`` is a stable short code (see the module docstring): ``author``, ``not-author``,
     ``new-resource``, ``append-only``, ``operator-only``, ``citizen-own``, ``consent-recorder``,
     ``directory-self``, ``directory-other``, ``registered-identifier``, ``type-change``,
-    ``task-owner``.
+    ``task-owner``, ``plan-activity``.
     """
 
     allowed: bool
@@ -212,6 +230,59 @@ def _task_owner(
     return _allow("task-owner", "the owner of a Task records its fulfilment")
 
 
+def _is_plan_activity(resource: Mapping[str, Any]) -> bool:
+    if resource.get("resourceType") != "Task":
+        return False
+    code = resource.get("code")
+    codings = code.get("coding") if isinstance(code, dict) else None
+    return isinstance(codings, list) and any(
+        isinstance(c, dict)
+        and c.get("system") == COORDINATION_PLAN_SYSTEM
+        and c.get("code") == PLAN_ACTIVITY
+        for c in codings
+    )
+
+
+_PLAN_TYPES = frozenset({"CarePlan", "CareTeam"})
+
+
+def _is_coordination_plan(resource: Mapping[str, Any]) -> bool:
+    if resource.get("resourceType") not in _PLAN_TYPES:
+        return False
+    categories = resource.get("category")
+    return isinstance(categories, list) and any(
+        isinstance(category, dict)
+        and isinstance(category.get("coding"), list)
+        and any(
+            isinstance(c, dict) and c.get("code") == COORDINATED_RETURN for c in category["coding"]
+        )
+        for category in categories
+    )
+
+
+def _plan_activity(
+    requester: Requester, current: Resource | None, incoming: Resource | None
+) -> WriteDecision | None:
+    """Rule 9: a refusal, an allowed create, or None (the usual rules decide)."""
+    versions = [v for v in (current, incoming) if v is not None]
+    if any(_is_coordination_plan(v) for v in versions) and requester.kind != JOBCENTRE:
+        return _refuse(
+            "plan-activity", "the shared plan and its team are kept by the coordinating job centre"
+        )
+    if not any(_is_plan_activity(v) for v in versions):
+        return None
+    own = requester.organization_ref
+    if requester.kind != JOBCENTRE and (own is None or any(_owner_of(v) != own for v in versions)):
+        return _refuse(
+            "plan-activity",
+            "a party changes only its own activities of the plan (Task.owner); "
+            "the coordinating job centre assigns them to others",
+        )
+    if current is None:
+        return _allow("plan-activity", "a party adds an activity to the plan")
+    return None
+
+
 def _portal(
     requester: Requester,
     action: WriteAction,
@@ -221,8 +292,19 @@ def _portal(
 ) -> WriteDecision:
     own = local_reference(requester.patient)
     versions = [v for v in (current, incoming) if v is not None]
+    if resource_type in CITIZEN_AUTHORED_TYPES and own is not None:
+        if any(patient_of(v) != own for v in versions):
+            return _refuse("citizen-own", "the citizen writes only about themselves")
+        if current is None:
+            return _allow("citizen-own", "the citizen adds a goal or a comment of their own")
+        if author_of(current) == requester.participant:
+            return _allow("citizen-own", "the citizen changes what they wrote")
+        return _refuse("citizen-own", "the citizen changes only what they wrote")
     if resource_type != "Consent" or own is None or any(patient_of(v) != own for v in versions):
-        return _refuse("citizen-own", "the citizen portal writes only its own citizen's consents")
+        return _refuse(
+            "citizen-own",
+            "the citizen portal writes only its own citizen's consents, goals and comments",
+        )
     if current is None:
         return _allow("consent-recorder", "the citizen records a consent of their own")
     if action == "delete":
@@ -376,6 +458,9 @@ def decide_write(
         return _consent(requester, current, incoming)
     if resource_type == "Organization":
         return _organization(requester, action, current, incoming, registered_identifiers)
+    activity = _plan_activity(requester, current, incoming)
+    if activity is not None and (current is None or not activity.allowed):
+        return activity
     if current is None:
         return _allow("new-resource", "anyone may add a new resource")
     if resource_type in DIRECTORY_TYPES:

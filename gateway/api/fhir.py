@@ -14,6 +14,7 @@ from gateway.api.audit import audit_read, audit_search
 from gateway.api.capability import capability_statement
 from gateway.api.responses import fhir_response
 from gateway.auth.principal import Action, Principal
+from gateway.coordination.plan import plan_view
 from gateway.data import DataPath, parse_entry_url
 from gateway.deps import DataDep, PrincipalDep, SettingsDep
 from gateway.errors import (
@@ -30,8 +31,12 @@ from gateway.errors import (
 from gateway.search.dates import date_range, format_instant
 from gateway.settings import Settings
 from gateway.store.repository import HistoryEntry, WriteResult
+from mappings.coordination import plan_summary
 from profiles import ValidationReport, fhir_json, outcome, validate_incoming
-from profiles.fhir_release import SUPPORTED_TYPES, is_resource_type
+from profiles.fhir_release import (
+    SUPPORTED_TYPES,
+    is_resource_type,
+)
 
 router = APIRouter(tags=["FHIR"])
 
@@ -537,6 +542,31 @@ def _int_param(raw: str | None, default: int, name: str) -> int:
     if not raw.isdigit() or len(raw) > 9:
         raise BadRequest(f"'{name}' needs a non-negative whole number", expression=name)
     return int(raw)
+
+
+@router.get("/CarePlan/{resource_id}/$summary")
+async def care_plan_summary(
+    resource_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    data: DataDep,
+) -> Response:
+    """The shared plan as the caller may see it: a plain-Danish summary (``text/plain``
+    asked for in Accept) or a Parameters resource with the summary and the visible parts."""
+    _check_id(resource_id)
+    _authorize(principal, "CarePlan", "read")
+    view = await plan_view(data, resource_id)
+    text = plan_summary(view)
+    if "text/plain" in request.headers.get("accept", ""):
+        return Response(text, media_type="text/plain; charset=utf-8")
+    parameters: dict[str, Any] = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "summary", "valueString": text},
+            *({"name": "part", "resource": part} for part in view.resources()),
+        ],
+    }
+    return fhir_response(parameters)
 
 
 @router.get("/Patient/{resource_id}/$everything")

@@ -124,15 +124,36 @@ TOKEN_POLICIES: Final[Mapping[str, TokenPolicy]] = MappingProxyType(
             frozenset({SICKNESS_BENEFIT_FOLLOW_UP, ROUND_TABLE_MEETING, REHABILITATION_PLANNING}),
             ("system/*.read",),
         ),
-        # Reads only (its mailbox and acknowledgements need no write scope), for the meeting.
+        # Reads (its mailbox and acknowledgements need no write scope), for the meeting; and,
+        # as a party of the shared plan (docs/shared-plan.md), writes its own part of it: the
+        # gradual-return steps it proposes (CarePlan), hours worked (Observation), offers and
+        # the workplace-visit note (Communication), its own activities (Task). What it may
+        # reference — the citizen, the plan — it must first see, under the citizen's consent.
         EMPLOYER: TokenPolicy(
-            _permissions("system", ("*", "read")),
+            _permissions(
+                "system",
+                ("*", "read"),
+                ("CarePlan", "write"),
+                ("Observation", "write"),
+                ("Communication", "write"),
+                ("Task", "write"),
+                # The sender and receiver entries of its messages (hours by message): they
+                # match the registered participants; write rules 5 and 6 keep them as they are.
+                ("Organization", "write"),
+            ),
             frozenset({ROUND_TABLE_MEETING}),
             ("system/*.read",),
         ),
-        # One citizen's own data, and that citizen's consents (record and withdraw).
+        # One citizen's own data, that citizen's consents (record and withdraw), and the
+        # citizen's own goals and comments on the shared plan.
         CITIZEN_PORTAL: TokenPolicy(
-            _permissions("patient", ("*", "read"), ("Consent", "write")),
+            _permissions(
+                "patient",
+                ("*", "read"),
+                ("Consent", "write"),
+                ("Goal", "write"),
+                ("Communication", "write"),
+            ),
             frozenset({CITIZEN_ACCESS}),
             ("patient/*.read",),
             default_purpose=CITIZEN_ACCESS,

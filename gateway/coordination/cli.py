@@ -1,8 +1,10 @@
-"""``brobygger deadlines refresh`` and ``brobygger worklist --as P [--overdue]``."""
+"""``brobygger deadlines refresh``, ``brobygger worklist --as P [--overdue]`` and
+``brobygger plan show --as P --cpr C`` / ``brobygger plan push`` (the shared plan)."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -10,15 +12,83 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.auth.citizens import patients_with_cpr
 from gateway.clock import SYSTEM_CLOCK, ManualClock, today
 from gateway.coordination.deadlines import RefreshReport, refresh_deadlines
+from gateway.coordination.plan import PushReport, plan_view, plans_of, push_plan_changes
 from gateway.coordination.worklist import row, worklist
+from gateway.data.path import DataPath, principal_for
 from gateway.participants.directory import ParticipantDirectory
 from gateway.settings import Settings
 from gateway.store.database import Database
 from gateway.store.repository import Store
+from mappings.coordination import plan_summary
 
 deadlines_app = typer.Typer(no_args_is_help=True, help="The deadline clock")
+plan_app = typer.Typer(no_args_is_help=True, help="The shared plan per sick-listed citizen")
+
+
+@plan_app.command("show")
+def plan_show(
+    as_: str = typer.Option(..., "--as", help="the participant whose view to print"),
+    cpr: str = typer.Option(..., "--cpr", help="the citizen's CPR number"),
+    purpose: str | None = typer.Option(None, help="the purpose of use (default: the kind's)"),
+) -> None:
+    """Print the citizen's shared plan as this participant sees it (consent applies)."""
+    settings = Settings()
+
+    async def run() -> list[str]:
+        database = Database(settings.database_url)
+        try:
+            await database.migrate()
+            participant = await ParticipantDirectory(database).get(as_)
+            principal = principal_for(participant)
+            patients = await patients_with_cpr(database, cpr)
+            if participant.kind == "citizen-portal":
+                principal = (
+                    replace(principal, scopes=frozenset({"patient/*.read"}), patient=patients[0])
+                    if patients
+                    else principal
+                )
+            if purpose is not None:
+                principal = replace(principal, purpose=purpose)
+            data = DataPath(
+                Store(database, fhir_base=settings.fhir_base),
+                principal,
+                enforce=settings.enforce_consent,
+            )
+            texts = []
+            for patient in patients:
+                for plan in await plans_of(data, patient):
+                    texts.append(plan_summary(await plan_view(data, str(plan["id"]))))
+            return texts
+        finally:
+            await database.dispose()
+
+    texts = asyncio.run(run())
+    if not texts:
+        typer.echo(f"{as_} sees no shared plan for this citizen")
+        raise typer.Exit(1)
+    typer.echo("\n".join(texts), nl=False)
+
+
+@plan_app.command("push")
+def plan_push() -> None:
+    """Announce every changed part of every plan to the parties that follow it (once)."""
+    settings = Settings()
+
+    async def run() -> PushReport:
+        database = Database(settings.database_url)
+        try:
+            await database.migrate()
+            return await push_plan_changes(Store(database, fhir_base=settings.fhir_base), settings)
+        finally:
+            await database.dispose()
+
+    report = asyncio.run(run())
+    typer.echo(f"{report.plans} plans, {report.parts} parts, {len(report.notices)} notices")
+    for part, receiver in report.notices:
+        typer.echo(f"  {receiver}: {part}")
 
 
 def _clock(on: str | None) -> Any:
@@ -64,6 +134,7 @@ def refresh(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(deadlines_app, name="deadlines")
+    app.add_typer(plan_app, name="plan")
 
     @app.command("worklist")
     def worklist_command(

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from consent import AUTHOR_KIND_SYSTEM, author_of
 from gateway.clock import Clock, today
+from gateway.coordination.plan import push_plan_changes
 from gateway.data.path import DataPath
 from gateway.messaging import envelope, records
 from gateway.messaging.message import (
@@ -429,6 +430,11 @@ class RunningDeadlineWorker:
                 await refresh_deadlines(store, settings, clock)
             except Exception:  # the store is down, …: try again next round
                 log.exception("deadline worker: a round failed")
+            try:
+                # The shared plans' changes go to their parties in the same rhythm.
+                await push_plan_changes(store, settings)
+            except Exception:
+                log.exception("deadline worker: pushing plan changes failed")
 
     async def stop(self) -> None:
         self.stopping.set()

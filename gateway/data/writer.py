@@ -35,7 +35,14 @@ from consent import (
 )
 from gateway.access import ConsentGate, requester_of
 from gateway.auth.principal import Principal
-from gateway.errors import BadRequest, Forbidden, Gone, NotFound, PreconditionFailed
+from gateway.errors import (
+    BadRequest,
+    Forbidden,
+    Gone,
+    NotFound,
+    PreconditionFailed,
+    UnprocessableResource,
+)
 from gateway.participants.identifiers import (
     UNIQUE_SYSTEMS,
     InvalidIdentifier,
@@ -278,6 +285,8 @@ class GuardedWriter:
                 )
                 if not allowed:
                     raise Forbidden(reason, expression=rtype)
+            if self.enforce:
+                await self._plans_visible(resource)
         stamped = self._authored(resource, previous)
         result = await self.raw.put(stamped, if_match=if_match, must_exist=must_exist, current=row)
         self.results.append(result)
@@ -333,6 +342,22 @@ class GuardedWriter:
             await self.raw.put(self._last_writer(result))
         return result
 
+    async def _plans_visible(self, resource: dict[str, Any]) -> None:
+        """A part of a plan (``basedOn`` / ``focus`` / the goal-plan extension naming a
+        CarePlan) is written only by a participant that may see that plan: the employer adds
+        nothing to a citizen's plan before the citizen's consent lets it read it. A hidden plan
+        and an unknown one get the same answer."""
+        for element, reference in _plan_references(resource):
+            rid = reference.split("/", 1)[1]
+            if await self.read("CarePlan", rid) is None and not self._written_here(rid):
+                raise UnprocessableResource(
+                    f"{element} names {reference}, which is not known",
+                    expression=f"{resource['resourceType']}.{element}",
+                )
+
+    def _written_here(self, rid: str) -> bool:
+        return any(r.resource_type == "CarePlan" and r.id == rid for r in self.results)
+
     def _last_writer(self, result: WriteResult) -> dict[str, Any]:
         who: dict[str, str] = {"display": self.principal.participant}
         if self.requester.organization:
@@ -384,6 +409,32 @@ class GuardedWriter:
             if found is not None and found.resource is not None:
                 return WriteResult(found.resource, created=False, matched_existing=True)
         return await self.put({**resource, "id": new_id()})
+
+
+_GOAL_PLAN_URL = "http://brobygger.dk/fhir/StructureDefinition/goal-plan"
+
+
+def _plan_references(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """(element, ``CarePlan/<id>``) for every CarePlan a resource builds on or focuses on."""
+    found: list[tuple[str, Any]] = []
+    for element in ("basedOn", "focus"):
+        value = resource.get(element)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict):
+                found.append((element, item.get("reference")))
+    for extension in resource.get("extension") or []:
+        if isinstance(extension, dict) and extension.get("url") == _GOAL_PLAN_URL:
+            value = extension.get("valueReference")
+            found.append(("extension", value.get("reference") if isinstance(value, dict) else None))
+    out = []
+    for element, reference in found:
+        if isinstance(reference, str):
+            parts = reference.split("/")
+            if len(parts) >= 2 and parts[-2] == "CarePlan" and parts[-1]:
+                out.append((element, f"CarePlan/{parts[-1]}"))
+            elif len(parts) >= 4 and parts[-4] == "CarePlan":  # CarePlan/<id>/_history/<n>
+                out.append((element, f"CarePlan/{parts[-3]}"))
+    return out
 
 
 async def last_content(conn: AsyncConnection, rtype: str, rid: str) -> dict[str, Any] | None:

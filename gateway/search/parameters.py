@@ -75,7 +75,15 @@ SUPPORTED: dict[str, tuple[str, ...]] = {
     ),
     "CarePlan": (
         "identifier", "subject", "patient", "status", "intent", "category", "date", "based-on",
-        "part-of", "replaces", "encounter", "activity-code",
+        "part-of", "replaces", "encounter", "activity-code", "care-team", "goal",
+    ),
+    # The shared plan's parts (docs/shared-plan.md).
+    "CareTeam": (
+        "identifier", "subject", "patient", "status", "category", "date", "participant",
+    ),
+    "Goal": (
+        "identifier", "subject", "patient", "lifecycle-status", "achievement-status",
+        "category", "start-date", "target-date",
     ),
     "DocumentReference": (
         "identifier", "subject", "patient", "status", "type", "category", "date", "author",

@@ -1,5 +1,6 @@
 """The rehabilitation ↔ job-centre loop as FHIR (pure): the referral and its answers, the
-status and final notes with their scores, the scales, the waiting time."""
+status and final notes with their scores, the scales, the waiting time, and the shared plan
+per citizen (docs/shared-plan.md) with its plain-Danish summary."""
 
 from mappings.coordination._notes import (
     FINAL_NOTE,
@@ -8,6 +9,22 @@ from mappings.coordination._notes import (
     interpretation,
     note_bundle,
     score_observation,
+)
+from mappings.coordination._plan import (
+    COORDINATED_RETURN,
+    GOAL_PLAN_URL,
+    PLAN_ACTIVITY,
+    PLAN_SYSTEM,
+    Member,
+    PlanView,
+    Step,
+    gradual_return_proposal,
+    hours_report_bundle,
+    plan_activity,
+    plan_goal,
+    plan_note,
+    planned_hours,
+    shared_plan_bundle,
 )
 from mappings.coordination._referral import (
     DECLINE_REASON_SYSTEM,
@@ -29,6 +46,7 @@ from mappings.coordination._referral import (
     waiting_time,
 )
 from mappings.coordination._scales import SCALES, Scale
+from mappings.coordination._summary import RIGHTS_AND_DUTIES, plan_summary
 from mappings.coordination._warning import (
     NOT_A_DECISION,
     PROBABILITY_SYSTEM,
@@ -42,35 +60,51 @@ from mappings.coordination._warning import (
 )
 
 __all__ = [
+    "COORDINATED_RETURN",
     "DECLINE_REASONS",
     "DECLINE_REASON_SYSTEM",
     "FINAL_NOTE",
+    "GOAL_PLAN_URL",
     "NOT_A_DECISION",
     "PLANNED_START",
+    "PLAN_ACTIVITY",
+    "PLAN_SYSTEM",
     "PROBABILITY_SYSTEM",
     "REASONS",
     "REASON_SYSTEM",
     "REFERRAL_ANSWER",
     "REFERRAL_CATEGORY_SYSTEM",
     "REHAB_REFERRAL",
+    "RIGHTS_AND_DUTIES",
     "RISK_SYSTEM",
     "SCALES",
     "STATUS_NOTE",
     "TASK_OUTPUTS",
     "TASK_OUTPUT_SYSTEM",
+    "Member",
+    "PlanView",
     "Reason",
     "Scale",
     "Score",
+    "Step",
     "accepted",
     "declined",
     "discharged",
     "early_warning_reasons",
+    "gradual_return_proposal",
+    "hours_report_bundle",
     "interpretation",
     "note_bundle",
     "output",
+    "plan_activity",
+    "plan_goal",
+    "plan_note",
+    "plan_summary",
+    "planned_hours",
     "probability",
     "referral_bundle",
     "score_observation",
+    "shared_plan_bundle",
     "training_course",
     "training_started",
     "waiting_days",

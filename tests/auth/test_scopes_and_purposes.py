@@ -107,18 +107,35 @@ def test_the_employer_reads(scope: str) -> None:
         "system/*.write",
         "system/*.*",
         "system/*.cruds",
-        "system/Task.cu",
-        "system/Observation.write",
+        "system/Condition.cu",
+        "system/QuestionnaireResponse.write",
         "system/Consent.d",
+        "system/Goal.write",
         "patient/*.read",
     ],
 )
-def test_the_employer_writes_nothing(scope: str) -> None:
+def test_the_employer_writes_nothing_but_its_part_of_the_plan(scope: str) -> None:
     with pytest.raises(InvalidScope) as refused:
         grant_scopes("employer", f"system/*.read {scope}")
     text = str(refused.value)
     assert repr(scope) in text and "employer" in text
     assert "system/*.read" in text  # what it may ask for instead
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        "system/CarePlan.write",
+        "system/Observation.write",
+        "system/Communication.cu",
+        "system/Task.write",
+        "system/Organization.write",
+    ],
+)
+def test_the_employer_writes_its_part_of_the_shared_plan(scope: str) -> None:
+    # Steps it proposes, hours worked, offers and visit notes, its own activities
+    # (docs/shared-plan.md); the consent gate and write rule 9 still decide each row.
+    assert grant_scopes("employer", f"system/*.read {scope}") == ["system/*.read", scope]
 
 
 @pytest.mark.parametrize(

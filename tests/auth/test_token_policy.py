@@ -104,9 +104,9 @@ async def test_organisations_read_and_write_for_their_purposes(
 
 
 @pytest.mark.parametrize(
-    "scope", ["system/*.write", "system/*.*", "system/*.cruds", "system/Task.cu"]
+    "scope", ["system/*.write", "system/*.*", "system/*.cruds", "system/Condition.cu"]
 )
-async def test_the_employer_is_refused_every_write_scope(
+async def test_the_employer_is_refused_every_write_scope_but_its_part_of_the_plan(
     request_token: RequestToken, scope: str
 ) -> None:
     response = await request_token(

@@ -173,6 +173,51 @@ VALID: dict[str, dict[str, Any]] = {
             ],
         },
     },
+    # The shared plan (docs/shared-plan.md).
+    "coordination-plan": {
+        "resourceType": "CarePlan",
+        "meta": label("sickness-benefit-case", "employment-relevant"),
+        "status": "active",
+        "intent": "plan",
+        "category": [cs("care-plan-category", "coordinated-return-to-work")],
+        "subject": PATIENT,
+        "period": {"start": "2026-10-22"},
+        "author": ORG,
+        "careTeam": [{"reference": "CareTeam/t1", "type": "CareTeam"}],
+        "supportingInfo": [{"reference": "EpisodeOfCare/e1", "type": "EpisodeOfCare"}],
+    },
+    "coordination-care-team": {
+        "resourceType": "CareTeam",
+        "meta": label("sickness-benefit-case"),
+        "status": "active",
+        "subject": PATIENT,
+        "participant": [
+            {"role": [cs("coordination-plan", "coordinator")], "member": ORG},
+            {"role": [cs("coordination-plan", "therapist")], "member": ORG},
+        ],
+    },
+    "plan-goal": {
+        "resourceType": "Goal",
+        "meta": label("sickness-benefit-case", "employment-relevant"),
+        "extension": [{"url": f"{SD}goal-plan", "valueReference": {"reference": "CarePlan/c1"}}],
+        "lifecycleStatus": "active",
+        "category": [cs("coordination-plan", "work-goal")],
+        "description": {"text": "30 timer om ugen"},
+        "subject": PATIENT,
+        "target": [{"measure": {"text": "timer pr. uge"}, "dueDate": "2027-02-01"}],
+    },
+    "plan-activity": {
+        "resourceType": "Task",
+        "meta": label("rehab-progress"),
+        "basedOn": [{"reference": "CarePlan/c1"}],
+        "status": "requested",
+        "intent": "plan",
+        "code": cs("coordination-plan", "plan-activity"),
+        "description": "Genoptræning",
+        "for": PATIENT,
+        "owner": ORG,
+        "restriction": {"period": {"end": "2027-01-25"}},
+    },
 }
 
 Change = Callable[[dict[str, Any]], None]
@@ -386,6 +431,36 @@ BREAKS: dict[str, tuple[str, Change, str]] = {
     ),
     "bro-con-11": ("privacy-consent", _set("provision.type", "deny"), "Consent.provision"),
     "bro-con-12": ("privacy-consent", _delete("provision.actor"), "Consent.provision"),
+    "bro-cop-1": (
+        "coordination-plan",
+        _set("category.0", cs("care-plan-category", "gradual-return-to-work")),
+        "CarePlan",
+    ),
+    "bro-cop-2": ("coordination-plan", _set("meta", label("employment-relevant")), "CarePlan"),
+    "bro-cop-3": ("coordination-plan", _delete("careTeam"), "CarePlan"),
+    "bro-cop-4": (
+        "coordination-plan",
+        _set("addresses", [{"reference": "Condition/c1"}]),
+        "CarePlan",
+    ),
+    "bro-cct-1": (
+        "coordination-care-team",
+        _set("participant.1.role", [cs("coordination-plan", "coordinator")]),
+        "CareTeam",
+    ),
+    "bro-cct-2": (
+        "coordination-care-team",
+        _set("participant.1.role", [{"text": "x"}]),
+        "CareTeam",
+    ),
+    "bro-cct-3": ("coordination-care-team", _set("meta", label("rehab-plan")), "CareTeam"),
+    "bro-gol-1": ("plan-goal", _delete("extension"), "Goal"),
+    "bro-gol-2": ("plan-goal", _set("category.0", {"text": "mål"}), "Goal"),
+    "bro-gol-3": ("plan-goal", _set("category.0", cs("coordination-plan", "health-goal")), "Goal"),
+    "bro-gol-4": ("plan-goal", _delete("target"), "Goal"),
+    "bro-pac-1": ("plan-activity", _set("code", {"text": "x"}), "Task"),
+    "bro-pac-2": ("plan-activity", _delete("basedOn"), "Task"),
+    "bro-pac-3": ("plan-activity", _delete("description"), "Task"),
 }
 
 

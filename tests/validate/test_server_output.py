@@ -195,6 +195,15 @@ def minimal_examples(patient: str, organization: str, practitioner: str) -> dict
             "occurrenceDateTime": "2024-04-02",
             "mitigation": "Et signal, ikke en afgørelse",
         },
+        # The shared plan's parts (docs/shared-plan.md; tests/deadlines/test_shared_plan.py
+        # validates them as the plan writes them).
+        {"resourceType": "CareTeam", "status": "active", "subject": subject},
+        {
+            "resourceType": "Goal",
+            "lifecycleStatus": "active",
+            "description": {"text": "Tilbage på arbejde"},
+            "subject": subject,
+        },
     ]
     return {e["resourceType"]: e for e in examples}
 
