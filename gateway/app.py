@@ -25,6 +25,7 @@ from gateway.errors import (
     NotFound,
     operation_outcome,
 )
+from gateway.figures.routes import router as figures_router
 from gateway.ingest.routes import router as ingest_router
 from gateway.messaging.delivery import start_delivery_worker
 from gateway.messaging.mailbox import router as mailbox_router
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     # $validate first: "POST /fhir/$validate" must not reach "POST /fhir/{resource_type}".
     app.include_router(validate_router, prefix="/fhir")
     app.include_router(messaging_fhir_router, prefix="/fhir")
+    # Measure/$evaluate-measure before "/fhir/{resource_type}/{id}" (Measures are not stored).
+    app.include_router(figures_router, prefix="/fhir")
     app.include_router(messaging_router)
     app.include_router(mailbox_router)
     app.include_router(fhir_router, prefix="/fhir")

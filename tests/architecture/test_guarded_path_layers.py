@@ -20,6 +20,7 @@ ALLOWED = {
     "participants": "the operator's participant directory (Organizations of participants)",
     "audit_cli.py": "the operator's audit look-up",
     "auth/citizens.py": "resolves a portal's citizen to its Patient id (no content returned)",
+    "figures/_rows.py": "key figures: rows reduced to suppressed aggregates in-process (DOMAIN.md)",
 }
 RESOURCE_METHODS = {
     "read",
