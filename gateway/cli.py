@@ -10,6 +10,7 @@ import uvicorn
 
 from gateway.audit_cli import register as register_audit_command
 from gateway.coordination.cli import register as register_coordination_commands
+from gateway.figures.cli import register as register_figures_command
 from gateway.ingest.cli import register as register_ingest_commands
 from gateway.messaging.cli import register as register_messaging_commands
 from gateway.participants.cli import register as register_participant_commands
@@ -23,6 +24,7 @@ register_participant_commands(app)
 register_audit_command(app)
 register_ingest_commands(app)
 register_coordination_commands(app)
+register_figures_command(app)
 
 
 @app.command()
