@@ -16,6 +16,7 @@ from gateway.messaging.cli import register as register_messaging_commands
 from gateway.participants.cli import register as register_participant_commands
 from gateway.settings import Settings
 from gateway.store.database import Database
+from gateway.web.cli import register as register_web_commands
 
 app = typer.Typer(no_args_is_help=True, help="Brobygger FHIR gateway")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema")
@@ -25,6 +26,7 @@ register_audit_command(app)
 register_ingest_commands(app)
 register_coordination_commands(app)
 register_figures_command(app)
+register_web_commands(app)
 
 
 @app.command()

@@ -1,0 +1,152 @@
+"""The web view in-process: sign-in, CSRF, cookies, worklist, timeline under consent, figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from web_support import CASE, PLAN, consent, csrf_in, refs_in
+
+from gateway.web.routes import TIMELINE_TYPES
+
+
+async def sign_in(
+    client: httpx.AsyncClient,
+    participant: str = "jobcenter-aarhus",
+    username: str = "sagsbehandler",
+    password: str = "demo-jobcenter-1",  # noqa: S107 - the documented demo user
+) -> httpx.Response:
+    form = await client.get("/web/login")
+    assert form.status_code == 200
+    return await client.post(
+        "/web/login",
+        data={
+            "participant": participant,
+            "username": username,
+            "password": password,
+            "csrf": csrf_in(form.text),
+        },
+    )
+
+
+async def load_ole(client: httpx.AsyncClient, as_: Any) -> tuple[Any, str]:
+    # The web view acts for the job centre under its usual purpose (DEFAULT_PURPOSE): the
+    # API token compared with it carries the same.
+    hospital = await as_("auh-ortopaedi")
+    jobcentre = await as_("jobcenter-aarhus", "sickness-benefit-follow-up")
+    for api, path, kind in ((hospital, PLAN, "rehab-plan"), (jobcentre, CASE, "jobcentre-case")):
+        response = await client.post(
+            f"/ingest/{kind}",
+            content=path.read_bytes(),
+            headers={**api.headers, "Content-Type": "application/xml"},
+        )
+        assert response.status_code in (200, 201), response.text
+    episode = next(
+        e["resource"]
+        for e in response.json()["entry"]
+        if e.get("resource", {}).get("resourceType") == "EpisodeOfCare"
+    )
+    return jobcentre, str(episode["patient"]["reference"])
+
+
+async def test_sign_in_sets_a_secure_session_and_needs_the_form_secret(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await client.get("/web/arbejdsliste")).status_code == 303
+    wrong = await sign_in(client, password="not-the-password")
+    assert wrong.status_code == 401 and "Forkert" in wrong.text
+    unknown = await sign_in(client, username="nobody")
+    assert unknown.status_code == 401 and unknown.text.count("Forkert") == 1
+    form = await client.get("/web/login")
+    forged = await client.post(
+        "/web/login",
+        data={
+            "participant": "jobcenter-aarhus",
+            "username": "sagsbehandler",
+            "password": "demo-jobcenter-1",
+            "csrf": "forged",
+        },
+    )
+    assert forged.status_code == 403 and "brobygger_web" not in forged.headers.get("set-cookie", "")
+    del form
+    ok = await sign_in(client)
+    assert ok.status_code == 303 and ok.headers["location"] == "/web/arbejdsliste"
+    cookie = next(c for c in ok.headers.get_list("set-cookie") if c.startswith("brobygger_web="))
+    flags = {part.strip().lower() for part in cookie.split(";")}
+    assert {"secure", "httponly", "samesite=strict"} <= flags
+    page = await client.get("/web/arbejdsliste")
+    assert page.status_code == 200 and "Arbejdsliste" in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    # The session is not an access token.
+    session = client.cookies.get("brobygger_web")
+    api = await client.get("/fhir/Task", headers={"Authorization": f"Bearer {session}"})
+    assert api.status_code == 401
+    # Logging out needs the session's own CSRF secret.
+    assert (await client.post("/web/logout", data={"csrf": "forged"})).status_code == 403
+    out = await client.post("/web/logout", data={"csrf": csrf_in(page.text)})
+    assert out.status_code == 303
+
+
+async def test_timeline_shows_the_plan_only_after_consent_and_says_why(
+    client: httpx.AsyncClient, as_: Any
+) -> None:
+    jobcentre, ole = await load_ole(client, as_)
+    await sign_in(client)
+    worklist = await client.get("/web/arbejdsliste")
+    assert f"/web/borger/{ole.split('/')[1]}" in worklist.text
+    before = await client.get(f"/web/borger/{ole.split('/')[1]}")
+    assert before.status_code == 200
+    assert "Genoptræningsplan" not in before.text
+    assert not any(r.startswith("ServiceRequest/") for r in refs_in(before.text))
+    recorded = await jobcentre.post("Consent", consent(ole))
+    assert recorded.status_code == 201, recorded.text
+    after = await client.get(f"/web/borger/{ole.split('/')[1]}")
+    assert "Genoptræningsplan" in after.text
+    assert f"Consent/{recorded.json()['id']}" in after.text  # the basis is named
+    assert "[consent]" in after.text and "[author]" in after.text
+    # Everything shown is what the FHIR API returns the same participant.
+    assert refs_in(after.text) and refs_in(after.text) <= await api_refs(jobcentre, ole)
+
+
+async def api_refs(api: Any, patient: str) -> set[str]:
+    """What the participant's own FHIR searches return about the citizen."""
+    found = set()
+    for rtype in TIMELINE_TYPES:
+        response = await api.get(rtype, patient=patient, _count="500")
+        assert response.status_code == 200, response.text
+        for entry in response.json().get("entry", []):
+            found.add(f"{entry['resource']['resourceType']}/{entry['resource']['id']}")
+    return found
+
+
+async def test_unknown_and_hidden_citizens_look_the_same(
+    client: httpx.AsyncClient, as_: Any
+) -> None:
+    _, ole = await load_ole(client, as_)
+    await client.post("/web/logout")
+    form = await client.get("/web/login")
+    await client.post(
+        "/web/login",
+        data={
+            "participant": "aarhus-genoptraening",
+            "username": "terapeut",
+            "password": "demo-terapeut-1",
+            "csrf": csrf_in(form.text),
+        },
+    )
+    missing = await client.get("/web/borger/no-such-patient")
+    hidden = await client.get(f"/web/borger/{ole.split('/')[1]}")
+    assert missing.status_code == 200 or missing.status_code == 404
+    if hidden.status_code == 404:
+        assert hidden.text == missing.text
+
+
+async def test_figures_page_has_a_chart_and_a_table(client: httpx.AsyncClient) -> None:
+    await sign_in(client)
+    page = await client.get("/web/noegletal", params={"maaned": "2026-11"})
+    assert page.status_code == 200
+    assert "<svg" in page.text and "Tilgang af sager" in page.text
+    town = await client.get("/web/noegletal", params={"maaned": "2026-11", "kommune": "true"})
+    assert "Kommune 0751" in town.text
+    bad = await client.get("/web/noegletal", params={"maaned": "2026-13"})
+    assert bad.status_code == 400
