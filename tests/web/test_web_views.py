@@ -150,3 +150,87 @@ async def test_figures_page_has_a_chart_and_a_table(client: httpx.AsyncClient) -
     assert "Kommune 0751" in town.text
     bad = await client.get("/web/noegletal", params={"maaned": "2026-13"})
     assert bad.status_code == 400
+
+
+def test_add_user_cli_hashes_and_refuses_weak_or_duplicate(
+    settings: Any, monkeypatch: Any, tmp_path: Any
+) -> None:
+    """``brobygger web add-user``: the user signs in; only an Argon2id hash is stored."""
+    import asyncio
+
+    from sqlalchemy import select
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+    from gateway.participants.demo import ensure_demo_participants
+    from gateway.store.database import Database
+    from gateway.store.repository import Store
+    from gateway.store.schema import staff_users
+    from gateway.web import StaffDirectory
+
+    monkeypatch.setenv("BROBYGGER_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("BROBYGGER_KEYS_DIR", str(settings.keys_dir))
+
+    async def prepare() -> None:
+        database = Database(settings.database_url)
+        await database.migrate()
+        await ensure_demo_participants(settings, database, Store(database, fhir_base="x"))
+        await database.dispose()
+
+    asyncio.run(prepare())
+    runner = CliRunner()
+    args = ["web", "add-user", "--as", "jobcenter-aarhus", "--username", "anna", "--name", "Anna"]
+    added = runner.invoke(app, [*args, "--password-stdin"], input="en lang adgangskode\n")
+    assert added.exit_code == 0, added.output
+    again = runner.invoke(app, [*args, "--password-stdin"], input="en lang adgangskode\n")
+    assert again.exit_code == 1 and "already" in again.output
+    weak = runner.invoke(
+        app,
+        [
+            "web",
+            "add-user",
+            "--as",
+            "jobcenter-aarhus",
+            "--username",
+            "bo",
+            "--name",
+            "Bo",
+            "--password-stdin",
+        ],
+        input="kort\n",
+    )
+    assert weak.exit_code == 1
+    unknown = runner.invoke(
+        app,
+        [
+            "web",
+            "add-user",
+            "--as",
+            "nobody",
+            "--username",
+            "bo",
+            "--name",
+            "Bo",
+            "--password-stdin",
+        ],
+        input="en lang adgangskode\n",
+    )
+    assert unknown.exit_code == 1
+
+    async def check() -> tuple[Any, Any, str]:
+        database = Database(settings.database_url)
+        staff = StaffDirectory(database)
+        good = await staff.authenticate("jobcenter-aarhus", "anna", "en lang adgangskode")
+        bad = await staff.authenticate("aarhus-genoptraening", "anna", "en lang adgangskode")
+        async with database.engine.connect() as conn:
+            stored = (
+                await conn.execute(
+                    select(staff_users.c.password_hash).where(staff_users.c.username == "anna")
+                )
+            ).scalar_one()
+        await database.dispose()
+        return good, bad, stored
+
+    good, bad, stored = asyncio.run(check())
+    assert good is not None and good.display == "Anna" and bad is None
+    assert stored.startswith("$argon2id$") and "adgangskode" not in stored
