@@ -57,7 +57,8 @@ def _row(measure: dict[str, Any], group: str, part: dict[str, Any], stratum: str
         numerator=_count(populations, "numerator"),
         value=float(value) if value is not None else None,
         unit=score.get("unit"),
-        suppressed=value is None,
+        # Masked counts mean a suppressed cell; a shown 0 with no score is an empty group.
+        suppressed=population is None,
     )
 
 
@@ -81,7 +82,8 @@ def shown(row: Row) -> str:
     """The value as a manager reads it (Danish); suppressed cells say so, nothing more."""
     if row.suppressed:
         return "skjult (< 5 borgere)"
-    assert row.value is not None  # noqa: S101 - not suppressed means a value
+    if row.value is None:
+        return "ingen borgere"
     if row.numerator is not None:
         return f"{row.value * 100:.1f} % ({row.numerator} af {row.population})"
     number = f"{row.value:g}".replace(".", ",")

@@ -31,8 +31,8 @@ def _figure(rows: Sequence[Row], title: str) -> Figure:
     colours = [HIDDEN if r.suppressed else SHOWN for r in rows]
     bars = axes.barh(range(len(rows)), values, color=colours)
     for bar, row in zip(bars, rows, strict=True):
-        text = "skjult" if row.suppressed else f"{bar.get_width():g}"
-        if row.numerator is not None and not row.suppressed:
+        text = "skjult" if row.suppressed else "-" if row.value is None else f"{bar.get_width():g}"
+        if row.numerator is not None and row.value is not None:
             text += " %"
         axes.annotate(
             text,

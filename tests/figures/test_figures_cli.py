@@ -57,7 +57,11 @@ def test_json_table_and_chart(prepared: Settings, tmp_path: Path) -> None:
         app, ["figures", "--as", "jobcenter-aarhus", "--month", "2026-11", "--chart", str(chart)]
     )
     assert table.exit_code == 0, table.output
-    assert "Tilgang af sager" in table.output and "skjult" in table.output
+    assert "Tilgang af sager" in table.output and "ingen borgere" in table.output
+    town_table = runner.invoke(
+        app, ["figures", "--as", "jobcenter-aarhus", "--month", "2026-11", "--municipality"]
+    )
+    assert "skjult (< 5 borgere)" in town_table.output  # the unit's 2 new plans
     assert chart.read_bytes().startswith(b"\x89PNG") and chart.stat().st_size > 5000
 
 
