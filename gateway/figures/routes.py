@@ -56,7 +56,8 @@ async def _parameters(request: Request) -> dict[str, str]:
     return found
 
 
-@router.api_route("/Measure/{measure_id}/$evaluate-measure", methods=["GET", "POST"])
+@router.get("/Measure/{measure_id}/$evaluate-measure")
+@router.post("/Measure/{measure_id}/$evaluate-measure")
 async def evaluate(
     request: Request,
     measure_id: str,
