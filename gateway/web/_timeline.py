@@ -155,7 +155,8 @@ def _describe(resource: dict[str, Any]) -> tuple[str, str, list[str]]:
         return "Sygedagpengesag", _text((resource.get("type") or [{}])[0]), details
     if kind == "Encounter":
         title = _text((resource.get("type") or [{}])[0]) or _text(resource.get("class"))
-        return "Samtale", title or "Samtale", details
+        label = "Rundbordssamtale" if "rundbord" in _codes(resource.get("type")) else "Samtale"
+        return label, title or label, details
     if kind == "CarePlan":
         for activity in resource.get("activity") or []:
             detail = activity.get("detail") or {}
