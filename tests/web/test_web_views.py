@@ -234,3 +234,21 @@ def test_add_user_cli_hashes_and_refuses_weak_or_duplicate(
     good, bad, stored = asyncio.run(check())
     assert good is not None and good.display == "Anna" and bad is None
     assert stored.startswith("$argon2id$") and "adgangskode" not in stored
+
+
+async def test_a_tampered_or_foreign_session_is_no_session(client: httpx.AsyncClient) -> None:
+    await sign_in(client)
+    good = client.cookies.get("brobygger_web")
+    assert good is not None
+    header, claims, signature = good.split(".")
+    import base64
+    import json as json_module
+
+    decoded = json_module.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
+    decoded["sub"] = "aarhus-genoptraening"
+    forged = base64.urlsafe_b64encode(json_module.dumps(decoded).encode()).rstrip(b"=").decode()
+    client.cookies.clear()
+    client.cookies.set("brobygger_web", f"{header}.{forged}.{signature}", domain="testserver")
+    assert (await client.get("/web/arbejdsliste")).status_code == 303
+    client.cookies.set("brobygger_web", "not-a-session", domain="testserver")
+    assert (await client.get("/web/noegletal")).status_code == 303
