@@ -308,10 +308,14 @@ def off_benefit_after_rehab(facts: Facts, month: Month, subject: frozenset[str])
             continue
         if _mine(course.orgs, subject):
             starts[course.citizen] = min(course.started, starts.get(course.citizen, course.started))
+    cases_of: dict[str, list[Episode]] = {}
+    for case in facts.cases:
+        if case.citizen in starts:
+            cases_of.setdefault(case.citizen, []).append(case)
     off = set()
     for citizen, started in starts.items():
         checked = _three_months_after(started)
-        cases = [c for c in facts.cases if c.citizen == citizen]
+        cases = cases_of.get(citizen, [])
         if not any(c.start <= checked and (c.end is None or c.end >= checked) for c in cases):
             off.add(citizen)
     return [_proportion("off-benefit", None, set(starts), off)]
