@@ -122,7 +122,7 @@ async def _seed_population(settings: Settings) -> None:
 
 def test_caseworker_in_a_real_browser(browser: Any, live: LiveGateway) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     base = live.base_url
     with httpx.Client(timeout=60) as client:
@@ -144,11 +144,13 @@ def test_caseworker_in_a_real_browser(browser: Any, live: LiveGateway) -> None:
     browser.find_element(By.ID, "password").send_keys("demo-jobcenter-1")
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
 
-    assert "Arbejdsliste" in browser.title, browser.page_source[:500]
+    # click() returns before the next page has loaded: wait for it (bounded, not timed).
+    WebDriverWait(browser, 30).until(lambda d: "Arbejdsliste" in d.title)
     problems += _axe(browser, "worklist")
     _shot(browser, "02-worklist")
     link = browser.find_element(By.CSS_SELECTOR, f"a[href='/web/borger/{ole.split('/')[1]}']")
     link.click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "ol.timeline"))
     timeline = browser.find_element(By.CSS_SELECTOR, "ol.timeline").text
     assert "Sygedagpengesag" in timeline
     assert "Genoptræningsplan" not in timeline
@@ -171,6 +173,7 @@ def test_caseworker_in_a_real_browser(browser: Any, live: LiveGateway) -> None:
     _shot(browser, "04-timeline-after-consent")
 
     browser.find_element(By.LINK_TEXT, "Nøgletal").click()
+    WebDriverWait(browser, 30).until(lambda d: "Nøgletal" in d.title)
     browser.get(f"{base}/web/noegletal?maaned=2026-11")
     chart = browser.find_element(By.CSS_SELECTOR, "figure.chart svg")
     assert chart.size["width"] > 200 and chart.size["height"] > 100
