@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.figures._compute import (
+    MEASURES,
     MIN_CELL,
     Course,
     Deadline,
@@ -275,3 +276,67 @@ def test_subtracting_reports_never_undoes_suppression(plans, deadlines) -> None:
                 if both_shown and key in mine and not mine[key].suppressed:
                     raise AssertionError(f"{measure} {key}: town - own reveals {other}'s cell")
                 assert not both_shown
+
+
+def test_measure_groups_agree_with_the_code_system_and_the_arithmetic() -> None:
+    """One home per fact: every Measure group is a code of key-figure-group and a group the
+    arithmetic produces."""
+    from profiles import get_definition
+    from profiles._measures import get_measure, measure_ids
+
+    assert sorted(measure_ids()) == sorted(MEASURES)
+    system = get_definition("http://brobygger.dk/fhir/CodeSystem/key-figure-group")
+    assert system is not None
+    codes = {c["code"] for c in system["concept"]}
+    for measure_id in measure_ids():
+        measure = get_measure(measure_id)
+        assert measure is not None
+        for group in measure["group"]:
+            assert group["code"]["coding"][0]["code"] in codes
+
+
+def test_every_population_criterion_is_fhirpath_that_compiles_and_selects() -> None:
+    """The Measures' criteria are real FHIRPath: each compiles, and selects a matching row."""
+    from fhirpathpy import compile as fhirpath
+
+    from profiles._measures import get_measure, measure_ids
+
+    samples = {
+        "EpisodeOfCare": {
+            "resourceType": "EpisodeOfCare",
+            "type": [{"coding": [{"code": "sickness-benefit-case"}]}],
+            "period": {"start": "2026-11-02", "end": "2026-11-20"},
+        },
+        "Task": {
+            "resourceType": "Task",
+            "code": {
+                "coding": [
+                    {"system": "http://brobygger.dk/fhir/CodeSystem/deadline", "code": "contact"}
+                ]
+            },
+            "businessStatus": {"coding": [{"code": "met"}]},
+            "executionPeriod": {"start": "2026-11-02"},
+            "focus": {"reference": "ServiceRequest/plan"},
+        },
+        "ServiceRequest": {"resourceType": "ServiceRequest", "intent": "plan"},
+        "CarePlan": {
+            "resourceType": "CarePlan",
+            "category": [{"coding": [{"code": "gradual-return-to-work"}]}],
+        },
+        "Observation": {
+            "resourceType": "Observation",
+            "code": {"coding": [{"code": "psfs"}]},
+            "component": [{"code": {"coding": [{"code": "score-at-start"}]}}],
+        },
+    }
+    for measure_id in measure_ids():
+        measure = get_measure(measure_id)
+        assert measure is not None
+        for group in measure["group"]:
+            criteria = [p["criteria"] for p in group["population"]]
+            criteria += [s["criteria"] for s in group.get("stratifier", [])]
+            for criterion in criteria:
+                assert criterion["language"] == "text/fhirpath"
+                expression = criterion["expression"]
+                sample = samples[expression.split(".", 1)[0]]
+                assert fhirpath(expression)(sample), (measure_id, expression)
