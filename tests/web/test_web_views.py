@@ -252,3 +252,29 @@ async def test_a_tampered_or_foreign_session_is_no_session(client: httpx.AsyncCl
     assert (await client.get("/web/arbejdsliste")).status_code == 303
     client.cookies.set("brobygger_web", "not-a-session", domain="testserver")
     assert (await client.get("/web/noegletal")).status_code == 303
+
+
+async def test_another_identity_provider_plugs_into_the_seam(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    """A municipality's own IdP replaces ``app.state.web_identity``; the rest stays."""
+    from gateway.web import StaffIdentity
+
+    class MunicipalIdP:
+        async def authenticate(
+            self, participant: str, username: str, password: str
+        ) -> StaffIdentity | None:
+            # Stands in for an OIDC login: the IdP vouches for the person and the participant
+            # comes from configuration, not from the browser's choice.
+            if username == "oidc-user" and password == "checked-by-the-idp":
+                return StaffIdentity("jobcenter-aarhus", username, "Kommunens bruger")
+            return None
+
+    app.state.web_identity = MunicipalIdP()
+    signed = await sign_in(
+        client, participant="ignored", username="oidc-user", password="checked-by-the-idp"
+    )
+    assert signed.status_code == 303
+    page = await client.get("/web/arbejdsliste")
+    assert "Kommunens bruger" in page.text and "Jobcenter Aarhus" in page.text
+    assert (await sign_in(client)).status_code == 401  # the password directory is not asked
