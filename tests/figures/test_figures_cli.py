@@ -73,3 +73,15 @@ def test_bad_month_and_unknown_participant(prepared: Settings) -> None:
     )
     unknown = runner.invoke(app, ["figures", "--as", "nobody", "--month", "2026-11"])
     assert unknown.exit_code == 1 and "not registered" in unknown.output
+
+
+def test_the_inline_chart_escapes_stored_codes() -> None:
+    """A stratum is a stored code (any participant writes Tasks): never markup in the SVG."""
+    from gateway.figures._table import Row
+    from gateway.figures.chart import chart_svg
+
+    evil = "--><script>alert(1)</script><!--"
+    svg = chart_svg(
+        [Row("deadlines-on-time", "Frister", "on-time", evil, 10, 5, 0.5, None, False)], "t"
+    )
+    assert "<script" not in svg and svg.startswith("<svg")
