@@ -18,8 +18,8 @@ Disclosure control (why a report can never single out a citizen):
 * strata are never summed into a total in the same report (a total minus the shown strata
   would be the suppressed one);
 * the stock (citizens on benefit in month M) equals stock(M-1) + inflow(M) - outflow(M-1); the
-  stock is suppressed whenever inflow(M) or outflow(M-1) is, so no published identity has a
-  single unknown in it for one month.
+  stock is suppressed from the first month with a small inflow (or the month after a small
+  outflow) on, so no chain of published stocks and flows has a single unknown in it.
 """
 
 from __future__ import annotations
@@ -355,6 +355,28 @@ def suppress_small(cell: Cell) -> Cell:
     return cell
 
 
+def _small_flow_so_far(facts: Facts, month: Month, members: Sequence[frozenset[str]]) -> bool:
+    """Whether any inflow up to ``month``, or outflow up to the month before, is a small cell
+    for the subject or any member. stock(M) = stock(M-1) + inflow(M) - outflow(M-1) links
+    every month to the next, so once a flow is hidden every later stock must be too: then
+    no chain of published stocks and flows has a single unknown."""
+    subjects = [*members, frozenset().union(*members)] if len(members) > 1 else list(members)
+    for subject in subjects:
+        started: dict[Month, set[str]] = {}
+        ended: dict[Month, set[str]] = {}
+        for case in facts.cases:
+            if not _mine(case.orgs, subject):
+                continue
+            started.setdefault(Month(case.start.year, case.start.month), set()).add(case.citizen)
+            if case.end is not None:
+                ended.setdefault(Month(case.end.year, case.end.month), set()).add(case.citizen)
+        if any(m <= month and small(len(c)) for m, c in started.items()):
+            return True
+        if any(m < month and small(len(c)) for m, c in ended.items()):
+            return True
+    return False
+
+
 def evaluate(
     measure: str,
     facts: Facts,
@@ -381,19 +403,11 @@ def evaluate(
             else c
             for c in cells
         ]
-    if measure == "sickness-benefit-citizens":
-        flows = [
-            suppress_small(c)
-            for m in members
-            for c in (*inflow(facts, month, m), *outflow(facts, month.shift(-1), m))
+    if measure == "sickness-benefit-citizens" and _small_flow_so_far(facts, month, members):
+        cells = [
+            c if c.suppressed else c.hidden("an earlier small inflow or outflow would be revealed")
+            for c in cells
         ]
-        flows += [suppress_small(c) for c in inflow(facts, month, subject)]
-        flows += [suppress_small(c) for c in outflow(facts, month.shift(-1), subject)]
-        if any(f.suppressed for f in flows):
-            cells = [
-                c if c.suppressed else c.hidden("inflow or outflow would reveal a small cell")
-                for c in cells
-            ]
     return Figure(measure, tuple(cells))
 
 
