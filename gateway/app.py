@@ -25,6 +25,7 @@ from gateway.errors import (
     NotFound,
     operation_outcome,
 )
+from gateway.figures.routes import router as figures_router
 from gateway.ingest.routes import router as ingest_router
 from gateway.messaging.delivery import start_delivery_worker
 from gateway.messaging.mailbox import router as mailbox_router
@@ -36,6 +37,7 @@ from gateway.settings import Settings, get_settings
 from gateway.store.audit_writer import AuditWriter
 from gateway.store.database import Database
 from gateway.store.repository import Store
+from gateway.web import SessionService, StaffDirectory, ensure_demo_staff, install_web
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -52,8 +54,13 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         app.state.store = store
         app.state.tokens = TokenService.from_settings(settings, database)
         app.state.audit_writer = store.audit_writer = AuditWriter(store, settings.audit_write)
+        # The web view: a session signed with the gateway's key; staff sign in with a password
+        # (or, replacing web_identity, at a municipality's own IdP: docs/web.md).
+        app.state.web_sessions = SessionService(app.state.tokens.key, settings.base_url)
+        app.state.web_identity = StaffDirectory(database)
         if settings.demo:
             await ensure_demo_participants(settings, database, store)
+            await ensure_demo_staff(database)
         delivery = start_delivery_worker(store, settings) if settings.delivery_in_process else None
         deadlines = (
             start_deadline_worker(store, settings, clock) if settings.deadline_in_process else None
@@ -86,10 +93,13 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     # $validate first: "POST /fhir/$validate" must not reach "POST /fhir/{resource_type}".
     app.include_router(validate_router, prefix="/fhir")
     app.include_router(messaging_fhir_router, prefix="/fhir")
+    # Measure/$evaluate-measure before "/fhir/{resource_type}/{id}" (Measures are not stored).
+    app.include_router(figures_router, prefix="/fhir")
     app.include_router(messaging_router)
     app.include_router(mailbox_router)
     app.include_router(fhir_router, prefix="/fhir")
     app.include_router(ingest_router)
+    install_web(app)
     return app
 
 

@@ -17,12 +17,14 @@ from pydantic import ValidationError
 from gateway.audit_cli import register as register_audit_command
 from gateway.cli_output import fail
 from gateway.coordination.cli import register as register_coordination_commands
+from gateway.figures.cli import register as register_figures_command
 from gateway.ingest.cli import register as register_ingest_commands
 from gateway.messaging.cli import register as register_messaging_commands
 from gateway.participants.cli import register as register_participant_commands
 from gateway.patients_cli import register as register_patient_commands
 from gateway.settings import Settings
 from gateway.store.database import Database
+from gateway.web.cli import register as register_web_commands
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -38,6 +40,8 @@ register_audit_command(app)
 register_ingest_commands(app)
 register_coordination_commands(app)
 register_patient_commands(app)
+register_figures_command(app)
+register_web_commands(app)
 
 
 EXIT_CONFIGURATION = 2

@@ -1,8 +1,8 @@
 """Our conformance resources (JSON shipped in this package), loaded once and looked up by URL.
 
 ``definitions/`` holds StructureDefinitions (profiles and extensions), ``questionnaires/`` one
-Questionnaire per form, ``codesystems/`` and ``valuesets/`` our terminology. Everything is keyed
-by canonical URL, with and without ``|version``.
+Questionnaire per form, ``codesystems/`` and ``valuesets/`` our terminology, ``measures/`` the
+managers' key figures. Everything is keyed by canonical URL, with and without ``|version``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ QUESTIONNAIRE_BASE = f"{BROBYGGER_BASE}/Questionnaire/"
 CODE_SYSTEM_BASE = f"{BROBYGGER_BASE}/CodeSystem/"
 STRUCTURE_DEFINITION_BASE = f"{BROBYGGER_BASE}/StructureDefinition/"
 
-_FOLDERS = ("definitions", "questionnaires", "codesystems", "valuesets")
+_FOLDERS = ("definitions", "questionnaires", "codesystems", "valuesets", "measures")
 
 Resource = Mapping[str, Any]
 

@@ -40,6 +40,19 @@ _AUDIT_EVENT: dict[str, Any] = {
     ],
 }
 
+# The managers' key figures (gateway/figures): definitions read-only, evaluated on demand.
+_MEASURE: dict[str, Any] = {
+    "type": "Measure",
+    "documentation": "Managers' key figures: summary MeasureReports, small cells suppressed",
+    "interaction": [{"code": "read"}, {"code": "search-type"}],
+    "operation": [
+        {
+            "name": "evaluate-measure",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure",
+        }
+    ],
+}
+
 
 def _includes(rtype: str) -> list[str]:
     return sorted(
@@ -86,6 +99,8 @@ def capability_statement(settings: Settings, software_version: str) -> dict[str,
                 "searchParam": params,
             }
         )
+    if "Measure" not in SUPPORTED_TYPES:
+        resources.append(_MEASURE)
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

@@ -222,3 +222,17 @@ patient_identities = Table(
     Column("patient_id", String(ID), nullable=False),
     Index(None, "patient_id"),
 )
+
+# The web view's staff sign-in (gateway/web): one row per person of a participant. Only an
+# Argon2id hash of the password is kept (argon2-cffi); a municipality with its own identity
+# provider (OIDC) needs no rows here.
+staff_users = Table(
+    "staff_users",
+    metadata,
+    Column("participant", String(64), primary_key=True),
+    Column("username", String(64), primary_key=True),
+    Column("display", String(255), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)

@@ -20,6 +20,7 @@ ALLOWED = {
     "participants": "the operator's participant directory (Organizations of participants)",
     "audit_cli.py": "the operator's audit look-up",
     "auth/citizens.py": "resolves a portal's citizen to its Patient id (no content returned)",
+    "figures/_rows.py": "key figures: rows reduced to suppressed aggregates in-process (DOMAIN.md)",
 }
 RESOURCE_METHODS = {
     "read",
@@ -72,3 +73,20 @@ def test_routes_get_the_data_path_not_the_store() -> None:
     for name in ("api/fhir.py", "ingest/routes.py"):
         source = (ROOT / name).read_text(encoding="utf-8")
         assert "StoreDep" not in source, name
+
+
+def test_the_web_view_reads_no_rows_of_its_own() -> None:
+    """The web view is one more client of the guarded path: no table, no raw connection.
+    (Its staff table is the sign-in's own, in ``_staff.py``; key figures come from
+    ``gateway.figures`` like the REST operation's.)"""
+    offenders = []
+    for path in sorted((ROOT / "web").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "gateway.store.schema":
+                if path.name != "_staff.py" or any(a.name != "staff_users" for a in node.names):
+                    offenders.append(f"{path.name}:{node.lineno} imports the store's tables")
+            if isinstance(node, ast.Attribute) and node.attr in ("read_connection", "engine"):
+                if path.name != "_staff.py":
+                    offenders.append(f"{path.name}:{node.lineno} uses {node.attr}")
+    assert offenders == [], "\n".join(offenders)

@@ -1,0 +1,1 @@
+"""The managers' key figures as FHIR Measures (JSON, one per figure)."""

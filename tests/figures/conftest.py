@@ -1,0 +1,48 @@
+"""The real app with the demo participants, on SQLite and PostgreSQL (as tests/deadlines)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from gateway.app import create_app
+from gateway.clock import ManualClock
+from gateway.settings import Settings
+from gateway.store.repository import Store
+from tests.access.access_support import make_login
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    clock = ManualClock(datetime(2026, 12, 7, 10, tzinfo=UTC))
+    application = create_app(
+        settings.model_copy(update={"demo": True, "deadline_in_process": False}), clock=clock
+    )
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def store(app: FastAPI) -> Store:
+    found: Store = app.state.store
+    return found
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def as_(client: httpx.AsyncClient, settings: Settings) -> Any:
+    return make_login(client, settings)
+
+
+from tests.validate.conftest import fhir_validate  # noqa: E402, F401
