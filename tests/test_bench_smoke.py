@@ -32,6 +32,11 @@ def test_bench_tiny_mode_produces_sane_json(tmp_path: Path) -> None:
     assert report["database"] == "sqlite"
     assert report["patients"] == 200 and report["resources"] == 200 * 3
     assert report["load"]["resources_per_second"] > 0
+    assert report["load"]["transactions_per_second"] > 0
+    # The raw baseline: the first load transaction's rows straight through the driver.
+    assert report["raw_store_tx_per_second"] > 0
+    assert report["raw_rows_per_transaction"] > 100 * 3  # every resource has history + index
+    assert report["ratio_store_to_raw"] > 0
     assert report["requests_per_measurement"] == 60 and report["concurrency"] == 3
     lookups = {row["lookup"] for row in report["results"]}
     assert lookups == {
@@ -46,3 +51,4 @@ def test_bench_tiny_mode_produces_sane_json(tmp_path: Path) -> None:
             assert http["requests_per_second"] > 0, row
             assert http["ratio_http_to_store"] > 0, row
     assert "HTTP / store" in done.stdout  # the rich table
+    assert "store / raw" in done.stdout
