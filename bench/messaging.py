@@ -59,6 +59,7 @@ from rich.table import Table
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import make_url
 
+from bench import raw_baseline
 from bench._gateway import free_port, running_gateway
 from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
 from gateway.auth.keys import private_key_path, read_private_key
@@ -336,6 +337,9 @@ class StoreSide:
     documents: int
     resources_per_document: float
     breakdown: Breakdown
+    # The same rows (one document's) written straight through the driver, in the same run.
+    raw_seconds: float = 0.0
+    raw_rows_per_transaction: int = 0
 
 
 async def store_side(
@@ -365,8 +369,13 @@ async def store_side(
                 raise SystemExit(f"the store saw a known document ({result.status}): not fresh")
 
         # Warm-up (first Patient, Organizations, caches), outside the measurement.
-        for i in range(WARM_UP):
+        for i in range(WARM_UP - 1):
             await store_one(fresh_identity(template, varying, f"-W{run}{i}"))
+        # The last warm-up document's rows are what the raw baseline writes again and again.
+        known = await raw_baseline.keys_of(settings.database_url)
+        await store_one(fresh_identity(template, varying, f"-W{run}{WARM_UP - 1}"))
+        created_keys = await raw_baseline.keys_of(settings.database_url) - known
+        rowset = await raw_baseline.capture(settings.database_url, created_keys)
         if analyze and not database.is_sqlite:
             # What autovacuum does on any PostgreSQL that runs it. Never analysed, the same
             # search run again and again gets a generic plan that reads every token row of
@@ -381,8 +390,9 @@ async def store_side(
 
         seconds = await run_calls(count, [call] * concurrency, "store transactions")
         created = await count_resources(settings.database_url) - before
+        raw_seconds = await raw_baseline.measure(settings.database_url, rowset, count)
         steps = await measure_breakdown(settings, store, sample, breakdown, run)
-        return StoreSide(seconds, count, created / count, steps)
+        return StoreSide(seconds, count, created / count, steps, raw_seconds, rowset.total_rows)
     finally:
         await database.dispose()
 
@@ -864,6 +874,7 @@ def run_store(args: argparse.Namespace, kind: str, sample: Sample, run: str) -> 
                     )
             described = _describe(database_url)
     store_rate = baseline.documents / baseline.seconds
+    raw_rate = baseline.documents / baseline.raw_seconds
     for side in sides:
         if side.resources_per_message != baseline.resources_per_document:
             # Both sides must store the same thing, else the ratio compares different work.
@@ -882,6 +893,10 @@ def run_store(args: argparse.Namespace, kind: str, sample: Sample, run: str) -> 
             "per_second": round(store_rate, 2),
             "resources_created_per_document": round(baseline.resources_per_document, 2),
         },
+        # The same rows through the same driver, executemany per table, one tx each.
+        "raw_store_tx_per_second": round(raw_rate, 2),
+        "raw_rows_per_transaction": baseline.raw_rows_per_transaction,
+        "ratio_store_to_raw": round(store_rate / raw_rate, 3),
         "breakdown_ms": baseline.breakdown.as_ms(),
         "http": [
             {
@@ -942,6 +957,8 @@ def show(report: dict[str, Any]) -> None:
     for name, justify in (
         ("store", "left"),
         ("store tx/s", "right"),
+        ("raw tx/s", "right"),
+        ("store / raw", "right"),
         ("delivery", "left"),
         ("messages/s", "right"),
         ("messages / store", "right"),
@@ -955,6 +972,8 @@ def show(report: dict[str, Any]) -> None:
             table.add_row(
                 entry["store"],
                 f"{entry['store_transactions']['per_second']:.1f}",
+                f"{entry['raw_store_tx_per_second']:.1f}",
+                f"{entry['ratio_store_to_raw']:.3f}",
                 http["delivery"],
                 f"{http['per_second']:.1f}",
                 f"{http['ratio_to_store']:.2f}",

@@ -35,6 +35,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from bench import raw_baseline
 from bench._gateway import free_port, running_gateway
 from consent import stamp_author
 from gateway.auth.assertions import CLIENT_ASSERTION_TYPE, make_client_assertion
@@ -121,12 +122,21 @@ def transaction_bundle(
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
-async def load(
-    store: Store, *, patients: int, observations: int, batch: int, seed: int
-) -> tuple[list[LoadedPatient], float]:
+@dataclass(slots=True)
+class Loaded:
+    patients: list[LoadedPatient]
+    seconds: float
+    transactions: int
+    # (type, id) of everything the first transaction Bundle created (the raw baseline's rows).
+    first_batch: set[tuple[str, str]]
+
+
+async def load(store: Store, *, patients: int, observations: int, batch: int, seed: int) -> Loaded:
     """Write everything through the operator's data path; return the patients and the seconds."""
     rng = random.Random(seed)
     loaded: list[LoadedPatient] = []
+    first_batch: set[tuple[str, str]] = set()
+    transactions = 0
     started = time.perf_counter()
     columns = (*Progress.get_default_columns(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console) as progress:
@@ -135,6 +145,11 @@ async def load(
             size = min(batch, patients - first)
             bundle = transaction_bundle(rng, first, size, observations)
             response = await DataPath.for_operator(store).bundle(bundle)
+            transactions += 1
+            if not first_batch:
+                first_batch = {
+                    (r["resource"]["resourceType"], r["resource"]["id"]) for r in response["entry"]
+                }
             for request, reply in zip(bundle["entry"], response["entry"], strict=True):
                 if request["request"]["url"] == "Patient":
                     cpr = request["resource"]["identifier"][0]["value"]
@@ -145,7 +160,7 @@ async def load(
                 # No live bar in a log file: a line every tenth instead.
                 elapsed = time.perf_counter() - started
                 err_console.print(f"loaded {done}/{patients} patients in {elapsed:.0f} s")
-    return loaded, time.perf_counter() - started
+    return Loaded(loaded, time.perf_counter() - started, transactions, first_batch)
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -328,9 +343,7 @@ def _describe(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-async def _load_side(
-    args: argparse.Namespace, database_url: str
-) -> tuple[list[LoadedPatient], float]:
+async def _load_side(args: argparse.Namespace, database_url: str) -> Loaded:
     database = Database(database_url)
     try:
         await database.migrate()
@@ -342,7 +355,7 @@ async def _load_side(
                 "the bench needs an empty database"
             )
         store = Store(database, fhir_base="http://bench.invalid/fhir")
-        patients, seconds = await load(
+        loaded = await load(
             store,
             patients=args.patients,
             observations=args.observations,
@@ -353,7 +366,7 @@ async def _load_side(
             # What autovacuum (PostgreSQL) would eventually do.
             async with database.engine.begin() as conn:
                 await conn.exec_driver_sql("ANALYZE")
-        return patients, seconds
+        return loaded
     finally:
         await database.dispose()
 
@@ -396,7 +409,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"[bold]bench[/] {args.patients} patients x {args.observations} observations "
             f"on {_describe(database_url)}"
         )
-        patients, load_seconds = asyncio.run(_load_side(args, database_url))
+        loaded = asyncio.run(_load_side(args, database_url))
+        patients, load_seconds = loaded.patients, loaded.seconds
         store_rates = asyncio.run(_store_side(args, database_url, patients))
         http_rates: dict[str, dict[str, Rate]] = {}
         for mode in args.consent_modes:
@@ -404,6 +418,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             enforce = CONSENT_MODES[mode]
             with gateway_process(database_url, work, enforce_consent=enforce) as settings:
                 http_rates[mode] = asyncio.run(_run_http_side(args, settings, patients))
+        # Last (its copies would be found by the lookups): the first load transaction's rows,
+        # written again under fresh ids straight through the driver, executemany per table.
+        rowset = asyncio.run(raw_baseline.capture(database_url, loaded.first_batch))
+        raw_transactions = max(1, min(loaded.transactions, 20))
+        raw_seconds = raw_baseline.measure_sync(database_url, rowset, raw_transactions)
+    store_tx_rate = loaded.transactions / load_seconds
+    raw_tx_rate = raw_transactions / raw_seconds
     resources_loaded = args.patients * (1 + args.observations)
     rows = [
         {
@@ -430,7 +451,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": round(load_seconds, 2),
             "resources_per_second": round(resources_loaded / load_seconds, 1),
             "patients_per_transaction": args.batch,
+            "transactions_per_second": round(store_tx_rate, 3),
         },
+        # The first load transaction's rows written straight through the same driver
+        # (executemany per table, one transaction per copy), in the same run.
+        "raw_store_tx_per_second": round(raw_tx_rate, 3),
+        "raw_rows_per_transaction": rowset.total_rows,
+        "ratio_store_to_raw": round(store_tx_rate / raw_tx_rate, 3),
         "analyzed_after_load": args.analyze,
         "requests_per_measurement": args.requests,
         "concurrency": args.concurrency,
@@ -464,6 +491,13 @@ def show(report: dict[str, Any]) -> None:
             cells += [f"{http['requests_per_second']:.0f}", f"{http['ratio_http_to_store']:.2f}"]
         table.add_row(*cells)
     console.print(table)
+    console.print(
+        f"load: {load_info['transactions_per_second']:.2f} store transactions/s "
+        f"({load_info['patients_per_transaction']} patients each); the same rows straight "
+        f"through the driver: {report['raw_store_tx_per_second']:.2f} tx/s "
+        f"({report['raw_rows_per_transaction']} rows); store / raw "
+        f"{report['ratio_store_to_raw']:.3f}"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

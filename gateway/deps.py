@@ -1,4 +1,8 @@
-"""FastAPI dependencies as ``Annotated`` aliases: no globals, everything hangs off app.state."""
+"""FastAPI dependencies as ``Annotated`` aliases: no globals, everything hangs off app.state.
+
+All ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread (a thread hop
+per dependency per request); these only look things up.
+"""
 
 from __future__ import annotations
 
@@ -18,17 +22,17 @@ class AccessTokenVerifier(Protocol):
     def verify_access_token(self, token: str) -> Principal: ...
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
@@ -36,7 +40,7 @@ def get_database(request: Request) -> Database:
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="brobygger"'}
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -53,10 +57,11 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_data_path(request: Request, principal: PrincipalDep) -> DataPath:
+async def get_data_path(request: Request, principal: PrincipalDep) -> DataPath:
     """The caller's guarded data path (the only way a route reaches stored resources)."""
-    settings = get_settings_dep(request)
-    return DataPath(get_store(request), principal, enforce=settings.enforce_consent)
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    return DataPath(store, principal, enforce=settings.enforce_consent)
 
 
 DataDep = Annotated[DataPath, Depends(get_data_path)]

@@ -102,6 +102,9 @@ class IssuedToken:
         return body
 
 
+_VERIFIED_MAX = 10_000
+
+
 def _invalid(text: str) -> Unauthorized:
     return Unauthorized(text, headers=INVALID_TOKEN_CHALLENGE)
 
@@ -124,6 +127,10 @@ class TokenService:
         self.audience = audience
         self.lifetime_seconds = lifetime_seconds
         self.clock_skew_seconds = clock_skew_seconds
+        # Verified tokens: token -> (principal, exp, iat). A token is a pure function of its
+        # bytes and the key: its signature and claims need checking once; its time window is
+        # checked on every use. Bounded; the oldest go first.
+        self._verified: dict[str, tuple[Principal, int, int | None]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, database: Database | None = None) -> TokenService:
@@ -174,6 +181,24 @@ class TokenService:
 
     def verify_access_token(self, token: str, *, now: float | None = None) -> Principal:
         """Signature, type, issuer, audience and expiry → the Principal; else Unauthorized."""
+        current = now if now is not None else time.time()
+        known = self._verified.get(token)
+        if known is not None:
+            principal, exp, iat = known
+            if exp <= current:
+                del self._verified[token]
+                raise _invalid("the access token has expired")
+            if iat is not None and iat - self.clock_skew_seconds > current:
+                raise _invalid("the access token is not valid yet")
+            return principal
+        principal, exp, iat = self._verify(token, current)
+        if len(self._verified) >= _VERIFIED_MAX:
+            for old in list(self._verified)[: _VERIFIED_MAX // 4]:
+                del self._verified[old]
+        self._verified[token] = (principal, exp, iat)
+        return principal
+
+    def _verify(self, token: str, current: float) -> tuple[Principal, int, int | None]:
         if token.count(".") != 2:
             raise _invalid("the access token is not a JWT")
         try:
@@ -185,7 +210,6 @@ class TokenService:
             raise _invalid("the access token was not issued by this gateway")
         if claims.get("iss") != self.issuer or claims.get("aud") != self.audience:
             raise _invalid("the access token was not issued for this server")
-        current = now if now is not None else time.time()
         exp = claims.get("exp")
         if not isinstance(exp, int) or isinstance(exp, bool) or exp <= current:
             raise _invalid("the access token has expired")
@@ -197,7 +221,7 @@ class TokenService:
             raise _invalid("the access token lacks sub, kind or scope")
         purpose, org, jti = claims.get("purpose"), claims.get("org"), claims.get("jti")
         patient = claims.get("patient")
-        return Principal(
+        principal = Principal(
             participant=subject,
             kind=kind,
             client_id=str(claims.get("client_id", subject)),
@@ -207,3 +231,4 @@ class TokenService:
             token_id=jti if isinstance(jti, str) else None,
             patient=patient if isinstance(patient, str) else None,
         )
+        return principal, exp, iat if isinstance(iat, int) else None

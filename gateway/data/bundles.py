@@ -101,35 +101,51 @@ async def run_transaction_in(writer: GuardedWriter, bundle: dict[str, Any]) -> d
     entries = _parse_all(bundle, writer.store.fhir_base)
     mapping: dict[str, str] = {}
     linked: dict[int, Match] = {}
-    # Pass 1: decide every id, so references between entries can be rewritten.
+    # Pass 1: decide every id, so references between entries can be rewritten. Every
+    # conditional match (entries and conditional references) is one search, in order.
+    conditional: set[str] = set()
+    for e in entries:
+        if e.resource is not None:
+            _conditional_references(e.resource, conditional)
+    wanted: list[tuple[str, str, str]] = []
+    for e in entries:
+        if e.method == "POST" and e.if_none_exist:
+            wanted.append((e.rtype, e.if_none_exist, e.where))
+        elif e.method in ("PUT", "DELETE") and e.rid is None and e.criteria:
+            wanted.append((e.rtype, e.criteria, e.where))
+    references = sorted(conditional)
+    for ref in references:
+        rtype, _, criteria = ref.partition("?")
+        wanted.append((rtype, criteria, rtype))
+    matches = iter(await writer.match_many(wanted))
     for e in entries:
         if e.method == "POST":
             if e.if_none_exist:
-                found = await _resolve(writer, e, e.if_none_exist)
+                found = next(matches)
                 if found is not None:
                     linked[e.index] = found
                     e.rid = found.id
             e.rid = e.rid or new_id()
         elif e.method in ("PUT", "DELETE") and e.rid is None and e.criteria:
-            found = await _resolve(writer, e, e.criteria)
+            found = next(matches)
             if found is not None and found.resource is None:
                 found = None  # only the pipelines link identities, and never to change them
             e.rid = found.id if found is not None else (new_id() if e.method == "PUT" else None)
         if e.full_url and e.rid and e.method in ("POST", "PUT"):
             mapping[e.full_url] = f"{e.rtype}/{e.rid}"
-    conditional: set[str] = set()
-    for e in entries:
-        if e.resource is not None:
-            _conditional_references(e.resource, conditional)
-    for ref in sorted(conditional):
+    for ref in references:
         rtype, _, criteria = ref.partition("?")
-        found = await writer.match(rtype, criteria, rtype)
+        found = next(matches)
         if found is None:
             # Nothing the caller may see: exactly what an unknown resource gets.
             raise PreconditionFailed(
                 f"conditional reference {rtype}?… matches nothing", expression=rtype
             )
         mapping[ref] = f"{rtype}/{found.id}"
+    # The current rows of everything written, read (and locked) in one query per type.
+    await writer.raw.prefetch(
+        [(e.rtype, e.rid) for e in entries if e.rid and e.method in ("POST", "PUT", "DELETE")]
+    )
     # Pass 2: write in FHIR's order.
     responses: dict[int, dict[str, Any]] = {}
     for e in sorted(entries, key=lambda x: (_ORDER[x.method], x.index)):

@@ -158,13 +158,31 @@ class DataPath:
             raise NotFound(f"{rtype}/{rid} is not known")
 
     async def read(self, rtype: str, rid: str, *, interaction: str = "read") -> dict[str, Any]:
-        """The current version as the caller may see it (404 when hidden), audited."""
+        """The current version as the caller may see it (404 when hidden), audited.
+
+        One read connection serves the row and the consent look-ups; the AuditEvent is
+        committed after it is given back (and before the answer).
+        """
+        if not self.enforce:
+            try:
+                return await self.store.read(rtype, rid)
+            except Gone:
+                await self._hide_deleted(rtype, rid)
+                raise
+        gate = self.gate(interaction)
         try:
-            resource = await self.store.read(rtype, rid)
+            async with self.store.read_connection() as conn:
+                resource = await self.store.read(rtype, rid, conn=conn)
+                gate.connection = conn
+                try:
+                    return await gate.check(resource)
+                finally:
+                    gate.connection = None
         except Gone:
             await self._hide_deleted(rtype, rid)
             raise
-        return await self._shown(interaction, resource)
+        finally:
+            await gate.flush()
 
     async def _shown(self, interaction: str, resource: dict[str, Any]) -> dict[str, Any]:
         if not self.enforce:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import false, select
+from sqlalchemy import and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consent import (
@@ -200,6 +200,53 @@ class GuardedWriter:
         if visible:
             return Match(str(visible[0]["id"]), visible[0])
         return None
+
+    async def match_many(self, wanted: list[tuple[str, str, str]]) -> list[Match | None]:
+        """:meth:`match` for many (type, criteria, where) at once, in that order: one search
+        statement, one content read and one consent decision for all of them, with the
+        same outcome (the first ambiguous criterion in order is the 412)."""
+        found = await self.raw.search_ids_many(
+            [(rtype, criteria, MATCH_LIMIT) for rtype, criteria, _where in wanted]
+        )
+        if found is None:  # a criterion does not parse: one by one, as before
+            return [await self.match(rtype, criteria, where) for rtype, criteria, where in wanted]
+        linked = self.link_identities and self.enforce
+        to_read: dict[str, set[str]] = {}
+        for (rtype, _criteria, _where), ids in zip(wanted, found, strict=True):
+            if ids and not (linked and rtype in IDENTITY_TYPES):
+                to_read.setdefault(rtype, set()).update(ids)
+        rows: list[dict[str, Any]] = []
+        if to_read:
+            query = (
+                select(resources.c.content)
+                .where(
+                    or_(
+                        *[
+                            and_(resources.c.type == rtype, resources.c.id.in_(sorted(ids)))
+                            for rtype, ids in sorted(to_read.items())
+                        ]
+                    ),
+                    resources.c.deleted == false(),
+                )
+                .order_by(resources.c.type, resources.c.id)
+            )
+            rows = [fhir_json.loads(row.content) for row in await self.conn.execute(query)]
+        shown = {(str(r["resourceType"]), str(r["id"])): r for r in await self.visible(rows)}
+        out: list[Match | None] = []
+        for (rtype, _criteria, where), ids in zip(wanted, found, strict=True):
+            if not ids:
+                out.append(None)
+                continue
+            if linked and rtype in IDENTITY_TYPES:
+                if len(ids) > 1:
+                    raise PreconditionFailed(f"{rtype}?… matches more than one", expression=where)
+                out.append(Match(ids[0], None))
+                continue
+            visible = [shown[(rtype, rid)] for rid in sorted(ids) if (rtype, rid) in shown]
+            if len(visible) > 1:
+                raise PreconditionFailed(f"{rtype}?… matches more than one", expression=where)
+            out.append(Match(str(visible[0]["id"]), visible[0]) if visible else None)
+        return out
 
     # --- writes ----------------------------------------------------------------------------
 

@@ -15,20 +15,24 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
     and_,
+    bindparam,
     delete,
     false,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -150,22 +154,199 @@ def _translate_db_error(exc: DBAPIError, operation: str) -> GatewayError:
 _UNREAD: Any = object()
 
 
+@dataclass(slots=True, frozen=True)
+class _Row:
+    """A current row as a transaction knows it."""
+
+    version: int
+    deleted: bool
+    content: str | None
+
+
+class _Pending:
+    """Rows a transaction has written but not yet sent (see ``Writer``)."""
+
+    __slots__ = ("clear", "history", "index", "inserts", "updates")
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, Any]] = []
+        # (type, id) -> the new current row; inserted when new to the table, else updated.
+        self.inserts: dict[tuple[str, str], dict[str, Any]] = {}
+        self.updates: dict[tuple[str, str], dict[str, Any]] = {}
+        # Resources whose stored index rows go (type -> ids); their new rows per table.
+        self.clear: dict[str, set[str]] = {}
+        self.index: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.history or self.inserts or self.updates or self.clear or self.index)
+
+
+_INDEX_NAMES = ("token", "string", "date", "reference")
+_INDEX_BY_NAME = dict(zip(_INDEX_NAMES, INDEX_TABLES, strict=True))
+_UPDATE_CURRENT = (
+    update(resources)
+    .where(resources.c.type == bindparam("k_type"), resources.c.id == bindparam("k_id"))
+    .values(
+        version=bindparam("version"),
+        last_updated=bindparam("last_updated"),
+        deleted=bindparam("deleted"),
+        content=bindparam("content"),
+    )
+)
+_INSERT_HISTORY = insert(resource_history)
+_INSERT_CURRENT = insert(resources)
+_INSERT_INDEX = {name: insert(table) for name, table in _INDEX_BY_NAME.items()}
+
+
+class _FlushingConnection:
+    """The transaction's connection as everyone else sees it: pending rows go out first.
+
+    The writer keeps its rows back and sends them in a few ``executemany`` statements
+    (one per table). Any other statement on the transaction (a conditional match, a consent
+    look-up, an AuditEvent, a message record, the commit) sends them before it runs, so
+    every reader in the transaction sees exactly what a row-by-row writer would have shown.
+    """
+
+    def __init__(self, conn: AsyncConnection, writer: Writer) -> None:
+        self._conn = conn
+        self._writer = writer
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        await self._writer.flush()
+        return await self._conn.execute(*args, **kwargs)
+
+    async def exec_driver_sql(self, *args: Any, **kwargs: Any) -> Any:
+        await self._writer.flush()
+        return await self._conn.exec_driver_sql(*args, **kwargs)
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        await self._writer.flush()
+        return await self._conn.scalar(*args, **kwargs)
+
+    async def scalars(self, *args: Any, **kwargs: Any) -> Any:
+        await self._writer.flush()
+        return await self._conn.scalars(*args, **kwargs)
+
+    async def stream(self, *args: Any, **kwargs: Any) -> Any:
+        await self._writer.flush()
+        return await self._conn.stream(*args, **kwargs)
+
+    async def run_sync(self, *args: Any, **kwargs: Any) -> Any:
+        await self._writer.flush()
+        return await self._conn.run_sync(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
 class Writer:
     """Write primitives bound to one open transaction (the unguarded store: callers outside
-    ``gateway.store`` reach it only through ``gateway.data.GuardedWriter``)."""
+    ``gateway.store`` reach it only through ``gateway.data.GuardedWriter``).
+
+    Writes in bulk: the current row of each resource is read (and locked, on PostgreSQL)
+    once per transaction — :meth:`prefetch` reads many in one query — and kept; the
+    history, current and index rows of every write wait in ``_pending`` until
+    :meth:`flush` sends them as one ``executemany`` per table (index rows: one delete per
+    table and type, then one insert per table). ``conn`` flushes before any other
+    statement, and the store flushes before the commit.
+    """
 
     def __init__(self, conn: AsyncConnection, store: Store) -> None:
-        self.conn = conn
+        self._raw = conn
+        self.conn: AsyncConnection = cast(AsyncConnection, _FlushingConnection(conn, self))
         self.store = store
+        # (type, id) -> the current row as this transaction knows it (None: not stored).
+        self._current: dict[tuple[str, str], _Row | None] = {}
+        # Keys whose row is in the ``resources`` table (in the database, flushed or not).
+        self._in_table: set[tuple[str, str]] = set()
+        self._pending = _Pending()
+
+    def _lock(self, query: Select[Any]) -> Select[Any]:
+        return query if self.store.database.is_sqlite else query.with_for_update()
+
+    async def prefetch(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Read (and lock) the current rows of ``keys`` in one query."""
+        missing = sorted({key for key in keys if key not in self._current})
+        for first in range(0, len(missing), 500):
+            chunk = missing[first : first + 500]
+            by_type: dict[str, list[str]] = {}
+            for rtype, rid in chunk:
+                self._current[(rtype, rid)] = None
+                by_type.setdefault(rtype, []).append(rid)
+            query = self._lock(
+                select(
+                    resources.c.type,
+                    resources.c.id,
+                    resources.c.version,
+                    resources.c.deleted,
+                    resources.c.content,
+                ).where(
+                    or_(
+                        *[
+                            and_(resources.c.type == rtype, resources.c.id.in_(ids))
+                            for rtype, ids in by_type.items()
+                        ]
+                    )
+                )
+            )
+            for row in await self._raw.execute(query):
+                key = (row.type, row.id)
+                self._current[key] = _Row(row.version, row.deleted, row.content)
+                self._in_table.add(key)
 
     async def current(self, rtype: str, rid: str) -> Any:
         """The current row (version, deleted, content), locked for this transaction."""
-        query = select(resources.c.version, resources.c.deleted, resources.c.content).where(
-            resources.c.type == rtype, resources.c.id == rid
+        key = (rtype, rid)
+        if key not in self._current:
+            await self.prefetch([key])
+        return self._current[key]
+
+    def _remember(self, rtype: str, rid: str, row: dict[str, Any], *, history: str) -> None:
+        key = (rtype, rid)
+        self._pending.history.append(
+            {
+                "type": rtype,
+                "id": rid,
+                "version": row["version"],
+                "last_updated": row["last_updated"],
+                "deleted": row["deleted"],
+                "method": history,
+                "content": row["content"],
+            }
         )
-        if not self.store.database.is_sqlite:
-            query = query.with_for_update()
-        return (await self.conn.execute(query)).first()
+        if key in self._in_table:
+            self._pending.updates[key] = {"k_type": rtype, "k_id": rid, **row}
+        else:
+            self._pending.inserts[key] = {"type": rtype, "id": rid, **row}
+        self._current[key] = _Row(row["version"], row["deleted"], row["content"])
+
+    async def flush(self) -> None:
+        """Send every pending row: a handful of statements, whatever the number of writes."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = _Pending()
+        conn = self._raw
+        if pending.history:
+            await conn.execute(_INSERT_HISTORY, pending.history)
+        if pending.inserts:
+            await conn.execute(_INSERT_CURRENT, list(pending.inserts.values()))
+            self._in_table.update(pending.inserts)
+        if pending.updates:
+            await conn.execute(_UPDATE_CURRENT, list(pending.updates.values()))
+        for rtype, ids in pending.clear.items():
+            ordered = sorted(ids)
+            for table in INDEX_TABLES:
+                for first in range(0, len(ordered), 500):
+                    await conn.execute(
+                        delete(table).where(
+                            table.c.type == rtype, table.c.id.in_(ordered[first : first + 500])
+                        )
+                    )
+        for name in _INDEX_NAMES:
+            rows = [row for per in pending.index.values() for row in per.get(name, ())]
+            if rows:
+                await conn.execute(_INSERT_INDEX[name], rows)
 
     async def put(
         self,
@@ -205,29 +386,12 @@ class Writer:
         # Keep resourceType and id first on the wire, as people expect to read them.
         stored = {"resourceType": rtype, "id": rid, **stored}
         content = fhir_json.dumps(stored)
-        await self.conn.execute(
-            insert(resource_history).values(
-                type=rtype,
-                id=rid,
-                version=version,
-                last_updated=now,
-                deleted=False,
-                method="POST" if current is None else "PUT",
-                content=content,
-            )
-        )
         row = {"version": version, "last_updated": now, "deleted": False, "content": content}
-        if current is None:
-            await self.conn.execute(insert(resources).values(type=rtype, id=rid, **row))
-        else:
-            await self.conn.execute(
-                update(resources)
-                .where(resources.c.type == rtype, resources.c.id == rid)
-                .values(**row)
-            )
-        await self._reindex(rtype, rid, stored)
+        self._remember(rtype, rid, row, history="POST" if current is None else "PUT")
+        self._reindex(rtype, rid, stored, had_rows=current is not None)
         if rtype == "Patient":
-            await identities.claim(self.conn, rid, stored)
+            # patient_identities is not kept back: its checks answer at once (409).
+            await identities.claim(self._raw, rid, stored)
         self.store.written += 1
         created = current is None or bool(current.deleted)
         return WriteResult(stored, created=created)
@@ -239,44 +403,29 @@ class Writer:
             return None
         version = current.version + 1
         now = utc_now()
-        await self.conn.execute(
-            insert(resource_history).values(
-                type=rtype,
-                id=rid,
-                version=version,
-                last_updated=now,
-                deleted=True,
-                method="DELETE",
-                content=None,
-            )
-        )
-        await self.conn.execute(
-            update(resources)
-            .where(resources.c.type == rtype, resources.c.id == rid)
-            .values(version=version, last_updated=now, deleted=True, content=None)
-        )
-        await self._clear_index(rtype, rid)
+        row = {"version": version, "last_updated": now, "deleted": True, "content": None}
+        self._remember(rtype, rid, row, history="DELETE")
+        self._clear_index(rtype, rid)
         if rtype == "Patient":
-            await identities.release(self.conn, rid)
+            await identities.release(self._raw, rid)
         return int(version)
 
-    async def _clear_index(self, rtype: str, rid: str) -> None:
-        for table in INDEX_TABLES:
-            await self.conn.execute(delete(table).where(table.c.type == rtype, table.c.id == rid))
+    def _clear_index(self, rtype: str, rid: str) -> None:
+        self._pending.clear.setdefault(rtype, set()).add(rid)
+        self._pending.index.pop((rtype, rid), None)
 
-    async def _reindex(self, rtype: str, rid: str, resource: dict[str, Any]) -> None:
-        await self._clear_index(rtype, rid)
+    def _reindex(self, rtype: str, rid: str, resource: dict[str, Any], *, had_rows: bool) -> None:
+        if had_rows:
+            # Index rows already sent (earlier versions, flushed or stored before) go first.
+            self._pending.clear.setdefault(rtype, set()).add(rid)
         rows = index_resource(resource)
-        for table, values in (
-            (idx_token, rows.token),
-            (idx_string, rows.string),
-            (idx_date, rows.date),
-            (idx_reference, rows.reference),
-        ):
-            if values:
-                await self.conn.execute(
-                    insert(table), [{"type": rtype, "id": rid, **v} for v in values]
-                )
+        self._pending.index[(rtype, rid)] = {
+            name: [{"type": rtype, "id": rid, **v} for v in values]
+            for name, values in zip(
+                _INDEX_NAMES, (rows.token, rows.string, rows.date, rows.reference), strict=True
+            )
+            if values
+        }
 
     async def search_ids(self, rtype: str, criteria: str, *, limit: int = 2) -> list[str]:
         """Ids matching a conditional ``criteria`` query string (for If-None-Exist etc.).
@@ -289,11 +438,8 @@ class Writer:
         if not request.conditions:
             raise BadRequest("a conditional operation needs search criteria", expression=rtype)
         if not self.store.database.is_sqlite:
-            key = f"{rtype}?{'&'.join(sorted(criteria.lstrip('?').split('&')))}"
-            digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
             await self.conn.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"),
-                {"key": int.from_bytes(digest, "big", signed=True)},
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(rtype, criteria)}
             )
         query = (
             select(resources.c.id)
@@ -301,6 +447,61 @@ class Writer:
             .limit(limit)
         )
         return [row.id for row in await self.conn.execute(query)]
+
+    async def search_ids_many(
+        self, wanted: Sequence[tuple[str, str, int]]
+    ) -> list[list[str]] | None:
+        """``search_ids`` for many (type, criteria, limit) at once: one statement (and one
+        lock statement on PostgreSQL) instead of one per criterion.
+
+        None when a criterion does not parse: the caller then asks one by one, so that the
+        first problem in its order is the one reported, as before.
+        """
+        requests: list[tuple[str, SearchRequest, int]] = []
+        for rtype, criteria, limit in wanted:
+            try:
+                request = self.store.parse(rtype, _parse_qs(criteria))
+            except GatewayError:
+                return None
+            if not request.conditions:
+                return None
+            requests.append((criteria, request, limit))
+        if not requests:
+            return []
+        if not self.store.database.is_sqlite:
+            keys = sorted(
+                {
+                    _lock_key(request.resource_type, criteria)
+                    for criteria, request, _limit in requests
+                }
+            )
+            # In key order: two transactions locking overlapping criteria cannot deadlock.
+            await self.conn.execute(
+                text(
+                    "SELECT pg_advisory_xact_lock(k) FROM "
+                    "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered"
+                ),
+                {"keys": keys},
+            )
+        found: list[list[str]] = [[] for _ in requests]
+        for first in range(0, len(requests), 100):
+            members = [
+                select(
+                    select(literal(first + n, Integer).label("n"), resources.c.id.label("id"))
+                    .where(
+                        resources.c.type == request.resource_type,
+                        resources.c.deleted == false(),
+                        *request.conditions,
+                    )
+                    .limit(limit)
+                    .subquery()
+                )
+                for n, (_criteria, request, limit) in enumerate(requests[first : first + 100])
+            ]
+            query = members[0] if len(members) == 1 else union_all(*members)
+            for row in await self.conn.execute(query):
+                found[row.n].append(row.id)
+        return found
 
     async def create(
         self, resource: dict[str, Any], *, if_none_exist: str | None = None
@@ -335,6 +536,13 @@ def _same_content(stored: dict[str, Any], incoming: dict[str, Any]) -> bool:
     return fhir_json.dumps(_without_version(stored), sort_keys=True) == fhir_json.dumps(
         _without_version(incoming), sort_keys=True
     )
+
+
+def _lock_key(rtype: str, criteria: str) -> int:
+    """The advisory lock of a conditional criterion (PostgreSQL)."""
+    key = f"{rtype}?{'&'.join(sorted(criteria.lstrip('?').split('&')))}"
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _parse_qs(criteria: str) -> list[tuple[str, str]]:
@@ -372,7 +580,9 @@ class Store:
                     async with self.database.engine.connect() as conn:
                         await conn.exec_driver_sql("BEGIN IMMEDIATE")
                         try:
-                            yield Writer(conn, self)
+                            writer = Writer(conn, self)
+                            yield writer
+                            await writer.flush()
                         except BaseException:
                             await conn.exec_driver_sql("ROLLBACK")
                             raise
@@ -381,7 +591,9 @@ class Store:
                             await self._analyze(conn)
             else:
                 async with self.database.engine.begin() as conn:
-                    yield Writer(conn, self)
+                    writer = Writer(conn, self)
+                    yield writer
+                    await writer.flush()
         except DBAPIError as exc:
             raise _translate_db_error(exc, operation) from exc
         except PoolTimeout as exc:  # every connection busy: the caller may retry

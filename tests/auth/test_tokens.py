@@ -141,3 +141,30 @@ def test_the_gateway_key_must_be_p256(tmp_path: Path) -> None:
     write_private_key(tmp_path / "gateway-signing.jwk.json", generate_signing_key("RS384"))
     with pytest.raises(Exception, match="P-256"):
         service(tmp_path)
+
+
+def test_a_token_is_verified_once_yet_its_time_window_holds_on_every_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = service(tmp_path)
+    token = issue(tokens)
+    calls: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(*args: object, **kwargs: object) -> object:
+        calls.append("decode")
+        return real_decode(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("gateway.auth.tokens.jwt.decode", counting_decode)
+    first = tokens.verify_access_token(token, now=NOW + 1)
+    for later in (NOW + 2, NOW + 100, NOW + 299):
+        assert tokens.verify_access_token(token, now=later) == first
+    assert calls == ["decode"]  # the signature is checked once per token
+    # Remembered or not, an expired token is refused, and a token from the future too.
+    _refused(tokens, token, now=NOW + 300)
+    _refused(tokens, token, now=NOW + 301)
+    other = issue(tokens, "aarhus-genoptraening")
+    tokens.verify_access_token(other, now=NOW + 1)
+    _refused(tokens, other, now=NOW - 120)
+    # A tampered token is never taken for a remembered one.
+    _refused(tokens, other[:-4] + ("AAAA" if not other.endswith("AAAA") else "BBBB"), NOW + 1)

@@ -37,6 +37,11 @@ def test_messaging_bench_tiny_mode(tmp_path: Path) -> None:
     baseline = store["store_transactions"]
     assert baseline["documents"] == MESSAGES and baseline["per_second"] > 0
     assert baseline["resources_created_per_document"] > 0
+    # The raw baseline: the same rows through the driver, and the ratio of the two.
+    assert store["raw_store_tx_per_second"] > 0
+    assert store["raw_rows_per_transaction"] > baseline["resources_created_per_document"]
+    assert store["ratio_store_to_raw"] > 0
+    assert "store / raw" in done.stdout
     steps = store["breakdown_ms"]
     assert steps["samples"] == 2
     assert all(value > 0 for value in steps.values()), steps
