@@ -24,6 +24,7 @@ from gateway.errors import (
     operation_outcome,
 )
 from gateway.ingest.routes import router as ingest_router
+from gateway.limits import search_limits
 from gateway.messaging.delivery import start_delivery_worker
 from gateway.messaging.mailbox import router as mailbox_router
 from gateway.messaging.routes import fhir_router as messaging_fhir_router
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await store.refresh_statistics()
         app.state.database = database
         app.state.store = store
+        store.search_limits = search_limits(settings)
         app.state.tokens = TokenService.from_settings(settings, database)
         app.state.audit_writer = store.audit_writer = AuditWriter(store, settings.audit_write)
         if settings.demo:
@@ -115,7 +117,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected_error(_request: Request, _exc: Exception) -> Response:
         # Never a stack trace (or health data) on the wire; the log has the details.
         outcome = operation_outcome([Issue("exception", "internal error; see the gateway log")])
-        return fhir_response(outcome, status_code=500)
+        # The server drops the connection after an unhandled error: tell the client.
+        return fhir_response(outcome, status_code=500, headers={"Connection": "close"})
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(RequestValidationError, validation_error)

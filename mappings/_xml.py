@@ -243,7 +243,7 @@ def read_tree(
     node = Node(shape.name, here, _direct_text(element), {})
     # Names first, values only for the known ones: lxml's ``attrib.items()`` looks every
     # value up by name, quadratic in the number of attributes (30,000 took seconds).
-    for key in element.attrib.keys():  # noqa: SIM118 - keys() is the cheap walk
+    for key in element.attrib.keys():
         qname = etree.QName(key)
         if qname.namespace is None and qname.localname in shape.attributes:
             node.attributes[qname.localname] = (element.get(key) or "").strip()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from importlib.metadata import version as package_version
 from typing import Any
@@ -20,18 +19,17 @@ from gateway.deps import DataDep, PrincipalDep, SettingsDep
 from gateway.errors import (
     BadRequest,
     Forbidden,
-    InvalidResource,
-    Issue,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    UnprocessableResource,
     UnsupportedMediaType,
 )
+from gateway.jobs import entry_requests, offload_for, read_resource, resource_object
+from gateway.limits import json_limits
 from gateway.search.dates import date_range, format_instant
 from gateway.settings import Settings
 from gateway.store.repository import HistoryEntry, WriteResult
-from profiles.fhir_release import SUPPORTED_TYPES, ResourceInvalid, validate_resource
+from profiles.fhir_release import SUPPORTED_TYPES
 
 router = APIRouter(tags=["FHIR"])
 
@@ -55,7 +53,8 @@ def _authorize(principal: Principal, rtype: str, action: Action) -> None:
         raise Forbidden(f"the access token has no scope to {action} {rtype}")
 
 
-async def _body(request: Request, settings: Settings) -> dict[str, Any]:
+async def _raw_body(request: Request, settings: Settings) -> bytes:
+    """The body's bytes, refused (415/413) before it is read when the headers tell enough."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in _JSON_TYPES:
         raise UnsupportedMediaType(
@@ -67,25 +66,21 @@ async def _body(request: Request, settings: Settings) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > settings.max_body_bytes:
         raise PayloadTooLarge(f"the body is larger than {settings.max_body_bytes} bytes")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("the body is not valid JSON", expression="$") from exc
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object (a FHIR resource)", expression="$")
-    return data
+    return raw
 
 
-def _validated(data: dict[str, Any], expected: str | None, *, status_422: bool) -> dict[str, Any]:
-    try:
-        return validate_resource(data, expected)
-    except ResourceInvalid as exc:
-        issues = [
-            Issue("invalid" if not status_422 else "structure", i.message, i.expression)
-            for i in exc.issues
-        ]
-        error_class = UnprocessableResource if status_422 else InvalidResource
-        raise error_class("the resource is not valid FHIR R4", issues=issues) from exc
+async def _body(request: Request, settings: Settings) -> dict[str, Any]:
+    """The body as a JSON object within the JSON limits (a large one parsed in a worker)."""
+    raw = await _raw_body(request, settings)
+    return await offload_for(settings).run(len(raw), resource_object, raw, json_limits(settings))
+
+
+async def _resource(request: Request, settings: Settings, expected: str) -> dict[str, Any]:
+    """The body parsed and validated as an ``expected`` (a large one in a worker)."""
+    raw = await _raw_body(request, settings)
+    return await offload_for(settings).run(
+        len(raw), read_resource, raw, json_limits(settings), expected
+    )
 
 
 def _write_headers(result: WriteResult, settings: Settings) -> dict[str, str]:
@@ -139,19 +134,12 @@ async def transaction_or_batch(
     request: Request, principal: PrincipalDep, data: DataDep, settings: SettingsDep
 ) -> Response:
     """Run a transaction (all or nothing) or a batch Bundle."""
-    body = await _body(request, settings)
-    if body.get("resourceType") != "Bundle" or body.get("type") not in ("transaction", "batch"):
-        raise BadRequest(
-            "POST /fhir takes a Bundle of type transaction or batch", expression="Bundle.type"
-        )
-    bundle = _validated(body, "Bundle", status_422=False)
-    for i, entry in enumerate(bundle.get("entry", [])):
-        request_part = entry.get("request", {})
-        method = str(request_part.get("method", "GET")).upper()
+    raw = await _raw_body(request, settings)
+    offload, limits = offload_for(settings), json_limits(settings)
+    # Scopes first, from the entries' requests alone: validating the Bundle is the costly part.
+    for i, method, url in await offload.run(len(raw), entry_requests, raw, limits):
         try:
-            rtype = parse_entry_url(
-                str(request_part.get("url", "")), settings.fhir_base, f"Bundle.entry[{i}]"
-            )[0]
+            rtype = parse_entry_url(url, settings.fhir_base, f"Bundle.entry[{i}]")[0]
         except BadRequest:
             continue  # the entry itself is refused when it runs, naming its URL
         if rtype not in _SUPPORTED:
@@ -160,6 +148,7 @@ async def transaction_or_batch(
                 expression=f"Bundle.entry[{i}].request.url",
             )
         _authorize(principal, rtype, "read" if method == "GET" else "write")
+    bundle = await offload.run(len(raw), read_resource, raw, limits, "Bundle")
     return fhir_response(await data.bundle(bundle))
 
 
@@ -229,8 +218,7 @@ async def create(
     """
     _check_type(resource_type)
     _authorize(principal, resource_type, "write")
-    body = await _body(request, settings)
-    resource = _validated(body, resource_type, status_422=False)
+    resource = await _resource(request, settings, resource_type)
     result = await data.create(resource, if_none_exist=request.headers.get("if-none-exist"))
     if result.matched_existing:
         return fhir_response(
@@ -291,10 +279,9 @@ async def update(
     _check_type(resource_type)
     _check_id(resource_id)
     _authorize(principal, resource_type, "write")
-    body = await _body(request, settings)
-    if body.get("id") != resource_id:
+    resource = await _resource(request, settings, resource_type)
+    if resource.get("id") != resource_id:
         raise BadRequest("the resource's id must equal the id in the URL", expression="id")
-    resource = _validated(body, resource_type, status_422=False)
     result = await data.update(
         resource_type, resource_id, resource, if_match=request.headers.get("if-match")
     )

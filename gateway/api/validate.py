@@ -13,11 +13,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.api.fhir import _body, _check_type
+from gateway.api.fhir import _check_type, _raw_body
 from gateway.api.responses import fhir_response
 from gateway.deps import PrincipalDep, SettingsDep
 from gateway.errors import BadRequest
-from profiles import outcome, validate
+from gateway.jobs import offload_for, resource_object, validation_outcome
+from gateway.limits import json_limits
+from profiles.fhir_release import is_resource_type
 
 router = APIRouter(tags=["FHIR"])
 
@@ -37,14 +39,21 @@ def _unwrap(body: dict[str, Any], profile: str | None) -> tuple[dict[str, Any], 
 
 
 async def _validate(request: Request, settings: Any, expected_type: str | None) -> Response:
-    body = await _body(request, settings)
+    raw = await _raw_body(request, settings)
+    offload = offload_for(settings)
+    body = await offload.run(len(raw), resource_object, raw, json_limits(settings))
     resource, profile = _unwrap(body, request.query_params.get("profile"))
     if expected_type is not None and resource.get("resourceType") != expected_type:
         raise BadRequest(
             f"$validate on {expected_type} got a {resource.get('resourceType')}",
             expression="resourceType",
         )
-    return fhir_response(outcome(validate(resource, profile=profile)))
+    if not is_resource_type(str(resource.get("resourceType", ""))):
+        raise BadRequest(
+            "resourceType is missing or not a FHIR R4 resource type", expression="resourceType"
+        )
+    # Profile checks evaluate FHIRPath: a large resource is checked in a worker.
+    return fhir_response(await offload.run(len(raw), validation_outcome, resource, profile))
 
 
 @router.post("/$validate")

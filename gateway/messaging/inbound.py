@@ -45,6 +45,8 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.ingest import pipeline
+from gateway.jobs import offload_for
+from gateway.limits import json_limits, load_json, xml_limits
 from gateway.messaging import acks, records
 from gateway.messaging.envelope import MEDIA_TYPE, WrongSigner, open_envelope, verify
 from gateway.messaging.keys import gateway_encryption_keys, signing_keys
@@ -142,21 +144,19 @@ class Inbound:
                 f"send the message as {MEDIA_TYPE} (a JWE holding a JWS)",
                 expression="Content-Type",
             )
+        # The sender before the envelope: decrypting is work an unknown client gets none of.
+        client = await self.directory.find(self.principal.participant)
+        if client is None:
+            raise Forbidden("the authenticated client is not a registered participant")
         opened = open_envelope(body, gateway_encryption_keys(self.settings))
         if not opened.encrypted and self.settings.message_encryption == "required":
             raise BadRequest(
                 "this gateway accepts encrypted messages only (a JWE holding the JWS)",
                 expression="body",
             )
-        client = await self.directory.find(self.principal.participant)
-        if client is None:
-            raise Forbidden("the authenticated client is not a registered participant")
         await self._check_signer(opened.header.get("kid"), client)
         verify(opened, signing_keys(client), who=client.name)
-        try:
-            bundle = json.loads(opened.payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest("the signed payload is not JSON", expression="body") from exc
+        bundle = load_json(opened.payload, json_limits(self.settings), what="the signed payload")
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise BadRequest("the signed payload is not a FHIR Bundle", expression="body")
         header_id = _header_id(bundle)
@@ -277,12 +277,17 @@ class Inbound:
                 now=now,
                 max_bytes=MAX_DOCUMENT_BYTES,
                 authorize=self._authorize,
+                limits=xml_limits(self.settings, MAX_DOCUMENT_BYTES),
+                offload=offload_for(self.settings),
             )
             content = [e["resource"] for e in prepared.bundle.get("entry", [])]
         else:
-            pipeline.validate_bundle(parsed.bundle)
             content = list(_content(parsed.bundle))
             self._authorize({r["resourceType"] for r in content})
+            # Scopes first; validating is the costly part (a large Bundle: in a worker).
+            await offload_for(self.settings).run(
+                len(signed), pipeline.validate_bundle, parsed.bundle
+            )
         for resource in content:
             if resource.get("resourceType") in ("Consent", "AuditEvent"):
                 raise MessageInvalid(

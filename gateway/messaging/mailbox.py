@@ -14,7 +14,6 @@ receiver dedupes by MessageHeader.id, which the gateway keeps when it re-seals a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ from gateway.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from gateway.limits import json_limits, load_json
 from gateway.messaging import envelope, outbound, records
 from gateway.messaging.keys import gateway_encryption_keys, signing_keys
 from gateway.messaging.records import Delivery, MessageRecord
@@ -293,11 +293,8 @@ async def _jose_body(request: Request, settings: Settings) -> bytes:
     return body
 
 
-def _read_bundle(payload: bytes) -> dict[str, Any]:
-    try:
-        bundle = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("the signed payload is not JSON", expression="body") from exc
+def _read_bundle(payload: bytes, settings: Settings) -> dict[str, Any]:
+    bundle = load_json(payload, json_limits(settings), what="the signed payload")
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise BadRequest("the signed payload is not a Bundle", expression="body")
     return bundle
@@ -359,7 +356,7 @@ async def acknowledge(
     participant = await _caller(database, caller)
     opened = envelope.open_envelope(body, gateway_encryption_keys(settings))
     envelope.verify(opened, signing_keys(participant), who=caller)
-    ack_bundle = _read_bundle(opened.payload)
+    ack_bundle = _read_bundle(opened.payload, settings)
     info = outbound.read_ack_header(ack_bundle)
     if info.acknowledged != record.message_id:
         raise BadRequest(
