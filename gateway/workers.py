@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import atexit
 import multiprocessing
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -39,6 +41,8 @@ _TASKS_PER_WORKER = 200
 # stretches wall time; a worker this late is stuck, not slow).
 _BACKSTOP_FACTOR = 4
 _BACKSTOP_EXTRA_SECONDS = 30.0
+# How often a worker checks that the gateway process still exists.
+_WATCH_SECONDS = 0.5
 
 
 class _OverBudget(Exception):
@@ -47,6 +51,27 @@ class _OverBudget(Exception):
 
 def _on_timer(_signum: int, _frame: Any) -> None:
     raise _OverBudget
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """In each worker: end when the gateway process is gone.
+
+    A pool worker waits on its job queue, whose pipe it holds both ends of, and the fork
+    server keeps running while any worker holds its "alive" pipe: neither notices a gateway
+    that was killed. Left alone they would live on (and keep the gateway's stdout open).
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(_WATCH_SECONDS)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # pid reused by another user's process: ours is gone
+                os._exit(0)
+
+    threading.Thread(target=watch, name="brobygger-parent-watch", daemon=True).start()
 
 
 def _run_with_budget(budget_seconds: float, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -82,6 +107,8 @@ class CpuPool:
                     max_workers=self.workers,
                     mp_context=context,
                     max_tasks_per_child=_TASKS_PER_WORKER,
+                    initializer=_watch_parent,
+                    initargs=(os.getpid(),),
                 )
             return self._executor
 
