@@ -35,6 +35,7 @@ from gateway.settings import Settings, get_settings
 from gateway.store.audit_writer import AuditWriter
 from gateway.store.database import Database
 from gateway.store.repository import Store
+from gateway.workers import cpu_pool
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await delivery.stop()
             await app.state.audit_writer.close()
             await database.dispose()
+            # Idle workers go with the app (a new app in this process starts new ones).
+            cpu_pool(settings.cpu_workers).shutdown()
 
     app = FastAPI(
         title="Brobygger",
