@@ -218,3 +218,20 @@ def test_offsets_up_to_14_hours_are_searched(client: TestClient) -> None:
     for offset in ("%2B14:00", "-14:00", "Z"):
         response = client.get(f"/fhir/Patient?_lastUpdated=gt2026-01-01T00:00:00{offset}")
         assert response.status_code == 200, response.text
+
+
+# --- a 500 closes its connection, and says so ----------------------------------------------
+
+
+def test_an_unhandled_error_says_connection_close(settings: Settings) -> None:
+    app = create_app(settings)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("an unexpected bug")
+
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        response = test_client.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["connection"] == "close"
+    assert response.json()["issue"][0]["code"] == "exception"
