@@ -36,6 +36,23 @@ router = APIRouter(tags=["FHIR"])
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 _SUPPORTED = frozenset(SUPPORTED_TYPES)
+# The body the routes read themselves, described for /openapi.json (clients and API fuzzers).
+RESOURCE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/fhir+json": {
+                "schema": {
+                    "type": "object",
+                    "description": "A FHIR R4 resource (a Bundle for POST /fhir)",
+                    "properties": {"resourceType": {"type": "string"}},
+                    "required": ["resourceType"],
+                    "additionalProperties": True,
+                }
+            }
+        },
+    }
+}
 
 
 def _check_type(rtype: str) -> None:
@@ -128,8 +145,8 @@ async def metadata(settings: SettingsDep) -> Response:
     return fhir_response(capability_statement(settings, package_version("brobygger")))
 
 
-@router.post("")
-@router.post("/")
+@router.post("", openapi_extra=RESOURCE_BODY)
+@router.post("/", openapi_extra=RESOURCE_BODY)
 async def transaction_or_batch(
     request: Request, principal: PrincipalDep, data: DataDep, settings: SettingsDep
 ) -> Response:
@@ -203,7 +220,7 @@ async def search_type_post(
     return await _search(request, data, settings, resource_type, items)
 
 
-@router.post("/{resource_type}")
+@router.post("/{resource_type}", openapi_extra=RESOURCE_BODY)
 async def create(
     resource_type: str,
     request: Request,
@@ -262,7 +279,7 @@ async def read(
     return fhir_response(resource, headers=_read_headers(resource))
 
 
-@router.put("/{resource_type}/{resource_id}")
+@router.put("/{resource_type}/{resource_id}", openapi_extra=RESOURCE_BODY)
 async def update(
     resource_type: str,
     resource_id: str,

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.api.fhir import _check_type, _raw_body
+from gateway.api.fhir import RESOURCE_BODY, _check_type, _raw_body
 from gateway.api.responses import fhir_response
 from gateway.deps import PrincipalDep, SettingsDep
 from gateway.errors import BadRequest
@@ -56,7 +56,7 @@ async def _validate(request: Request, settings: Any, expected_type: str | None) 
     return fhir_response(await offload.run(len(raw), validation_outcome, resource, profile))
 
 
-@router.post("/$validate")
+@router.post("/$validate", openapi_extra=RESOURCE_BODY)
 async def validate_any(
     request: Request, _principal: PrincipalDep, settings: SettingsDep
 ) -> Response:
@@ -64,7 +64,7 @@ async def validate_any(
     return await _validate(request, settings, None)
 
 
-@router.post("/{resource_type}/$validate")
+@router.post("/{resource_type}/$validate", openapi_extra=RESOURCE_BODY)
 async def validate_type(
     resource_type: str, request: Request, _principal: PrincipalDep, settings: SettingsDep
 ) -> Response:
