@@ -361,6 +361,7 @@ async def soak(settings: Settings, pid: int, args: argparse.Namespace) -> dict[s
     failures = await poller
     await sampler
     rss_end = rss_kib(pid)
+    rss_samples.append(rss_end)
     growth = (rss_end - rss_warm) / rss_warm
     statuses: dict[str, dict[str, int]] = {}
     for (kind, status), number in sorted(state.statuses.items()):
