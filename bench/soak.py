@@ -152,8 +152,6 @@ class State:
     """What the clients share: ids to read, tokens, keys, and what came back."""
 
     settings: Settings
-    hospital: str
-    jobcentre: str
     gateway_enc: Any
     plan: bytes
     case: bytes
@@ -161,6 +159,18 @@ class State:
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     server_errors: list[str] = field(default_factory=list)
     counter: itertools.count[int] = field(default_factory=itertools.count)
+    # Access tokens live 5 minutes; a soak lasts longer: each renewed a minute early.
+    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    token_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def token(self, client: httpx.AsyncClient, name: str) -> str:
+        async with self.token_lock:
+            token, renew_at = self.tokens.get(name, ("", 0.0))
+            if time.monotonic() >= renew_at:
+                token = await access_token(client, self.settings, name)
+                lifetime = self.settings.access_token_lifetime_seconds
+                self.tokens[name] = (token, time.monotonic() + max(10, lifetime - 60))
+            return token
 
 
 def _case_variant(case: bytes, n: int) -> bytes:
@@ -176,7 +186,7 @@ def _plan_variant(plan: bytes, n: int) -> bytes:
 async def one_request(
     client: httpx.AsyncClient, state: State, kind: str, rng: random.Random
 ) -> int:
-    auth = {"Authorization": f"Bearer {state.hospital}"}
+    auth = {"Authorization": f"Bearer {await state.token(client, HOSPITAL)}"}
     n = next(state.counter)
     if kind == "read" and state.patients:
         pid = rng.choice(state.patients)
@@ -229,7 +239,7 @@ async def one_request(
             "/ingest/jobcentre-case",
             content=document,
             headers={
-                "Authorization": f"Bearer {state.jobcentre}",
+                "Authorization": f"Bearer {await state.token(client, JOBCENTRE)}",
                 "Content-Type": "application/xml",
             },
         )
@@ -279,6 +289,8 @@ async def one_request(
     else:  # history (and read/search-include before any patient exists)
         response = await client.get("/fhir/Patient/_history?_count=5", headers=auth)
     state.statuses[(kind, response.status_code)] += 1
+    if response.status_code == 401:  # the soak's own tokens must stay valid all along
+        state.server_errors.append(f"{kind} 401 (the bench's token expired?)")
     if response.status_code >= 500:
         state.server_errors.append(f"{kind} {response.status_code} {response.text[:200]}")
     return response.status_code
@@ -335,13 +347,9 @@ def _ms(samples: list[float], q: float) -> float:
 
 async def soak(settings: Settings, pid: int, args: argparse.Namespace) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=settings.base_url, timeout=60) as client:
-        hospital = await access_token(client, settings, HOSPITAL)
-        jobcentre = await access_token(client, settings, JOBCENTRE)
         jwks = (await client.get("/.well-known/jwks.json")).raise_for_status().json()
     state = State(
         settings,
-        hospital,
-        jobcentre,
         next(iter(keys_by_kid(jwks, "enc").values())),
         PLAN.read_bytes(),
         CASE.read_bytes(),
@@ -444,7 +452,7 @@ def show(report: dict[str, Any]) -> None:
     )
     for kind, statuses in report["statuses"].items():
         print(f"  {kind:15} {statuses}")
-    print(f"5xx answers: {report['server_error_count']}")
+    print(f"5xx (or 401) answers: {report['server_error_count']}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
