@@ -31,6 +31,15 @@ def running_gateway(settings: Settings, extra_env: dict[str, str]) -> Iterator[S
     ``settings.base_url`` must name the loopback port to listen on; ``extra_env`` adds
     ``BROBYGGER_*`` variables. Stops the process (terminate, then kill) on the way out.
     """
+    with gateway_process(settings, extra_env):
+        yield settings
+
+
+@contextmanager
+def gateway_process(
+    settings: Settings, extra_env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """As :func:`running_gateway`, yielding the server process (for its pid: RSS, children)."""
     port = settings.base_url.rsplit(":", 1)[1]
     env = {
         **os.environ,
@@ -65,7 +74,7 @@ def running_gateway(settings: Settings, extra_env: dict[str, str]) -> Iterator[S
                     f"the gateway did not answer /fhir/metadata within {START_TIMEOUT_SECONDS} s"
                 )
             time.sleep(0.1)
-        yield settings
+        yield process
     finally:
         process.terminate()
         try:

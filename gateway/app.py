@@ -27,6 +27,7 @@ from gateway.errors import (
 )
 from gateway.figures.routes import router as figures_router
 from gateway.ingest.routes import router as ingest_router
+from gateway.limits import search_limits
 from gateway.messaging.delivery import start_delivery_worker
 from gateway.messaging.mailbox import router as mailbox_router
 from gateway.messaging.routes import fhir_router as messaging_fhir_router
@@ -38,6 +39,7 @@ from gateway.store.audit_writer import AuditWriter
 from gateway.store.database import Database
 from gateway.store.repository import Store
 from gateway.web import SessionService, StaffDirectory, ensure_demo_staff, install_web
+from gateway.workers import cpu_pool
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         await store.refresh_statistics()
         app.state.database = database
         app.state.store = store
+        store.search_limits = search_limits(settings)
         app.state.tokens = TokenService.from_settings(settings, database)
         app.state.audit_writer = store.audit_writer = AuditWriter(store, settings.audit_write)
         # The web view: a session signed with the gateway's key; staff sign in with a password
@@ -74,6 +77,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 await delivery.stop()
             await app.state.audit_writer.close()
             await database.dispose()
+            # Idle workers go with the app (a new app in this process starts new ones).
+            cpu_pool(settings.cpu_workers).shutdown()
 
     app = FastAPI(
         title="Brobygger",
@@ -134,7 +139,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected_error(_request: Request, _exc: Exception) -> Response:
         # Never a stack trace (or health data) on the wire; the log has the details.
         outcome = operation_outcome([Issue("exception", "internal error; see the gateway log")])
-        return fhir_response(outcome, status_code=500)
+        # The server drops the connection after an unhandled error: tell the client.
+        return fhir_response(outcome, status_code=500, headers={"Connection": "close"})
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(RequestValidationError, validation_error)

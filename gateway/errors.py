@@ -3,7 +3,10 @@
     GatewayError                      500 exception / processing
     ├── BadRequest                    400 invalid / structure / value
     │   ├── InvalidResource           400 (422 on create/update) invalid, with element paths
-    │   └── UnknownSearchParameter    400 not-supported
+    │   ├── UnknownSearchParameter    400 not-supported
+    │   ├── LimitExceeded             400 too-costly (a structural limit; names the setting)
+    │   └── UnprocessableResource     422 processing
+    │       └── BudgetExceeded        422 too-costly (the per-document CPU budget)
     ├── Unauthorized                  401 login
     ├── Forbidden                     403 forbidden
     ├── NotFound                      404 not-found
@@ -86,6 +89,21 @@ class UnprocessableResource(BadRequest):
 
 class UnknownSearchParameter(BadRequest):
     code = "not-supported"
+
+
+class LimitExceeded(BadRequest):
+    """A structural limit on the input (JSON depth, XML attributes, OR values, …).
+
+    The client's own doing: a 400, never a 503 (a client told to retry would retry forever).
+    """
+
+    code = "too-costly"
+
+
+class BudgetExceeded(UnprocessableResource):
+    """The document used up its CPU budget before it was mapped and validated."""
+
+    code = "too-costly"
 
 
 class Unauthorized(GatewayError):

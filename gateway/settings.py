@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/brobygger.db"
@@ -84,6 +84,32 @@ class Settings(BaseSettings):
     # /openapi.json). Unset: the file <keys_dir>/operator-token, generated on first start
     # outside production (gateway/ops/_operator.py).
     operator_token: SecretStr | None = None
+    # --- Limits on hostile or broken input (docs/operations.md, "Limits") -------------------
+    # Each refusal is an OperationOutcome naming the setting: 400 (413 for sizes), never 503.
+    # XML documents (ingest, a Binary in a message): checked while the document is read.
+    xml_max_attributes: int = Field(64, ge=1)
+    xml_max_elements: int = Field(50_000, ge=1)
+    xml_max_depth: int = Field(32, ge=2)
+    xml_max_text_chars: int = Field(100_000, ge=1)
+    # JSON bodies (REST, $validate, signed message payloads, acknowledgements).
+    json_max_depth: int = Field(64, ge=2)
+    json_max_array_length: int = Field(10_000, ge=1)
+    # A base64 Binary holding a 5 MB document is 7 M characters.
+    json_max_string_chars: int = Field(7_500_000, ge=1)
+    # Search: values OR-ed in one parameter, parameters per request, chain (and _has) depth,
+    # _include/_revinclude parameters, and resources they may add to one page.
+    search_max_or_values: int = Field(100, ge=1)
+    search_max_parameters: int = Field(30, ge=1)
+    search_max_chain_depth: int = Field(3, ge=1)
+    search_max_includes: int = Field(10, ge=0)
+    search_max_included_resources: int = Field(1_000, ge=1)
+    # CPU-heavy work (parsing, mapping, validating a document or a large body) runs in this
+    # many worker processes, off the event loop; each document gets this much CPU time.
+    cpu_workers: int = Field(2, ge=1, le=64)
+    document_cpu_budget_seconds: float = Field(10.0, gt=0)
+    # JSON bodies up to this size are parsed and validated on the event loop (a hop to a
+    # worker process costs more than they do); larger ones in the worker pool.
+    inline_body_bytes: int = Field(65_536, ge=0)
 
     @field_validator("log_level", mode="before")
     @classmethod

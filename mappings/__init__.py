@@ -18,7 +18,7 @@ from mappings._bundle import as_collection
 from mappings._errors import MappingError, MappingIssue
 from mappings._profiles import declare_profiles
 from mappings._result import MappingResult, SourceDocument
-from mappings._xml import MAX_DOCUMENT_BYTES, parse_xml, root_name
+from mappings._xml import MAX_DOCUMENT_BYTES, XmlLimitExceeded, XmlLimits, parse_xml, root_name
 
 _Adapter = Callable[..., MappingResult]
 
@@ -53,9 +53,11 @@ def _detect(root: etree._Element) -> tuple[str, _Adapter]:
     return found
 
 
-def detect_format(xml_bytes: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> str:
+def detect_format(
+    xml_bytes: bytes, *, max_bytes: int | None = None, limits: XmlLimits | None = None
+) -> str:
     """``rehab-plan``, ``gp-statement`` or ``jobcentre-case``; ``MappingError`` otherwise."""
-    return _detect(parse_xml(xml_bytes, max_bytes=max_bytes))[0]
+    return _detect(parse_xml(xml_bytes, max_bytes=max_bytes, limits=limits))[0]
 
 
 def map_document(
@@ -64,19 +66,21 @@ def map_document(
     format: str | None = None,
     now: datetime,
     sender: str | None = None,
-    max_bytes: int = MAX_DOCUMENT_BYTES,
+    max_bytes: int | None = None,
+    limits: XmlLimits | None = None,
 ) -> MappingResult:
     """Map one source document to a transaction Bundle.
 
     ``now`` (timezone-aware) stamps the Bundle, DocumentReference and Provenance and is the
     reference for "in the future" checks; ``sender`` is the authenticated client that handed
-    the document over (a Provenance agent); ``format`` insists on one format.
+    the document over (a Provenance agent); ``format`` insists on one format. ``limits``
+    bound the document's structure (``XmlLimitExceeded``); ``max_bytes`` overrides its size.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     if format is not None and format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
-    root = parse_xml(xml_bytes, max_bytes=max_bytes)
+    root = parse_xml(xml_bytes, max_bytes=max_bytes, limits=limits)
     detected, adapter = _detect(root)
     if format is not None and detected != format:
         raise MappingError(
@@ -93,6 +97,8 @@ __all__ = [
     "MappingIssue",
     "MappingResult",
     "SourceDocument",
+    "XmlLimitExceeded",
+    "XmlLimits",
     "as_collection",
     "detect_format",
     "map_document",

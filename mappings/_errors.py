@@ -33,11 +33,17 @@ class MappingError(ValueError):
         self.issues = issues
 
 
+# Warnings listed per document: unknown content repeated thousands of times is reported by
+# count, not one issue each (the answer would be bigger than the document).
+MAX_WARNINGS = 100
+
+
 class IssueCollector:
     """Collects issues while a document is read, so one run reports all of them."""
 
     def __init__(self) -> None:
         self.issues: list[MappingIssue] = []
+        self._warnings = 0
 
     def error(self, expression: str, text: str) -> None:
         self.issues.append(MappingIssue("error", expression, text))
@@ -46,7 +52,13 @@ class IssueCollector:
         self.issues.append(MappingIssue("fatal", expression, text))
 
     def warning(self, expression: str, text: str) -> None:
-        self.issues.append(MappingIssue("warning", expression, text))
+        self._warnings += 1
+        if self._warnings <= MAX_WARNINGS:
+            self.issues.append(MappingIssue("warning", expression, text))
+        elif self._warnings == MAX_WARNINGS + 1:
+            self.issues.append(
+                MappingIssue("warning", "/", f"more than {MAX_WARNINGS} warnings; the rest untold")
+            )
 
     @property
     def has_errors(self) -> bool:

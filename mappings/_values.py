@@ -19,7 +19,8 @@ DANISH_TIME = ZoneInfo("Europe/Copenhagen")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME_RE = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
 _DATETIME_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
+    # The offset as FHIR allows it: within ±14:00.
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))$"
 )
 _INTEGER_RE = re.compile(r"^[+-]?\d{1,9}$")
 _DECIMAL_RE = re.compile(r"^[+-]?\d{1,9}([.,]\d{1,6})?$")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -67,12 +66,19 @@ class ResourceInvalid(ValueError):
         self.issues = issues
 
 
-@cache
+_MODELS: dict[str, Any] = {}
+
+
 def _model_class(resource_type: str) -> Any:
-    try:
-        return get_fhir_model_class(resource_type)
-    except KeyError:
-        return None
+    # Only known names are remembered: a client's made-up names must not grow a cache.
+    found = _MODELS.get(resource_type)
+    if found is None:
+        try:
+            found = get_fhir_model_class(resource_type)
+        except (KeyError, ValueError):  # fhir.resources says ValueError for an unknown name
+            return None
+        _MODELS[resource_type] = found
+    return found
 
 
 def is_resource_type(name: str) -> bool:

@@ -20,29 +20,42 @@ from gateway.deps import DataDep, PrincipalDep, SettingsDep
 from gateway.errors import (
     BadRequest,
     Forbidden,
-    InvalidResource,
-    Issue,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    UnprocessableResource,
     UnsupportedMediaType,
 )
+from gateway.jobs import entry_requests, offload_for, read_resource, resource_object
+from gateway.limits import json_limits
 from gateway.search.dates import date_range, format_instant
 from gateway.settings import Settings
 from gateway.store.repository import HistoryEntry, WriteResult
 from mappings.coordination import plan_summary
-from profiles import ValidationReport, fhir_json, outcome, validate_incoming
-from profiles.fhir_release import (
-    SUPPORTED_TYPES,
-    is_resource_type,
-)
+from profiles import ValidationReport, outcome
+from profiles.fhir_release import SUPPORTED_TYPES
 
 router = APIRouter(tags=["FHIR"])
 
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 _SUPPORTED = frozenset(SUPPORTED_TYPES)
+# The body the routes read themselves, described for /openapi.json (clients and API fuzzers).
+RESOURCE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/fhir+json": {
+                "schema": {
+                    "type": "object",
+                    "description": "A FHIR R4 resource (a Bundle for POST /fhir)",
+                    "properties": {"resourceType": {"type": "string"}},
+                    "required": ["resourceType"],
+                    "additionalProperties": True,
+                }
+            }
+        },
+    }
+}
 
 
 def _check_type(rtype: str) -> None:
@@ -60,7 +73,8 @@ def _authorize(principal: Principal, rtype: str, action: Action) -> None:
         raise Forbidden(f"the access token has no scope to {action} {rtype}")
 
 
-async def _body(request: Request, settings: Settings) -> dict[str, Any]:
+async def _raw_body(request: Request, settings: Settings) -> bytes:
+    """The body's bytes, refused (415/413) before it is read when the headers tell enough."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in _JSON_TYPES:
         raise UnsupportedMediaType(
@@ -72,46 +86,25 @@ async def _body(request: Request, settings: Settings) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > settings.max_body_bytes:
         raise PayloadTooLarge(f"the body is larger than {settings.max_body_bytes} bytes")
-    try:
-        data = fhir_json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("the body is not valid JSON", expression="$") from exc
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object (a FHIR resource)", expression="$")
-    return data
+    return raw
 
 
-def _validated(data: dict[str, Any], expected: str | None, *, status_422: bool) -> dict[str, Any]:
-    """Base R4 and every profile the resource claims that we know (``validate_incoming``)."""
-    return _checked(data, expected, status_422=status_422)[0]
+async def _body(request: Request, settings: Settings) -> dict[str, Any]:
+    """The body as a JSON object within the JSON limits (a large one parsed in a worker)."""
+    raw = await _raw_body(request, settings)
+    return await offload_for(settings).run(len(raw), resource_object, raw, json_limits(settings))
 
 
-def _checked(
-    data: dict[str, Any], expected: str | None, *, status_422: bool
+async def _resource(
+    request: Request, settings: Settings, expected: str
 ) -> tuple[dict[str, Any], ValidationReport]:
-    """``_validated`` and the report (its warnings: an unknown claimed profile, …)."""
-    rtype = data.get("resourceType")
-    if not isinstance(rtype, str) or not is_resource_type(rtype):
-        raise InvalidResource(
-            "the resource is not valid FHIR R4",
-            issues=[Issue("invalid", "missing or not a FHIR R4 resource type", "resourceType")],
-        )
-    if expected is not None and rtype != expected:
-        raise InvalidResource(
-            "the resource is not valid FHIR R4",
-            issues=[
-                Issue("invalid", f"expected {expected}, the body says {rtype}", "resourceType")
-            ],
-        )
-    report = validate_incoming(data, channel="rest")
-    if not report.ok:
-        issues = [
-            Issue("invalid" if not status_422 else i.code, i.text, i.expression)
-            for i in report.errors
-        ]
-        error_class = UnprocessableResource if status_422 else InvalidResource
-        raise error_class("the resource is not valid FHIR R4 or its profiles", issues=issues)
-    return data, report
+    """The body parsed and checked as an ``expected`` (base R4 and every profile it claims
+    that we know: ``profiles.validate_incoming``), with the report's warnings; a large body
+    in a worker."""
+    raw = await _raw_body(request, settings)
+    return await offload_for(settings).run(
+        len(raw), read_resource, raw, json_limits(settings), expected
+    )
 
 
 def _write_headers(result: WriteResult, settings: Settings) -> dict[str, str]:
@@ -171,25 +164,18 @@ async def metadata(settings: SettingsDep) -> Response:
     return fhir_response(capability_statement(settings, package_version("brobygger")))
 
 
-@router.post("")
-@router.post("/")
+@router.post("", openapi_extra=RESOURCE_BODY)
+@router.post("/", openapi_extra=RESOURCE_BODY)
 async def transaction_or_batch(
     request: Request, principal: PrincipalDep, data: DataDep, settings: SettingsDep
 ) -> Response:
     """Run a transaction (all or nothing) or a batch Bundle."""
-    body = await _body(request, settings)
-    if body.get("resourceType") != "Bundle" or body.get("type") not in ("transaction", "batch"):
-        raise BadRequest(
-            "POST /fhir takes a Bundle of type transaction or batch", expression="Bundle.type"
-        )
-    bundle = _validated(body, "Bundle", status_422=False)
-    for i, entry in enumerate(bundle.get("entry", [])):
-        request_part = entry.get("request", {})
-        method = str(request_part.get("method", "GET")).upper()
+    raw = await _raw_body(request, settings)
+    offload, limits = offload_for(settings), json_limits(settings)
+    # Scopes first, from the entries' requests alone: validating the Bundle is the costly part.
+    for i, method, url in await offload.run(len(raw), entry_requests, raw, limits):
         try:
-            rtype = parse_entry_url(
-                str(request_part.get("url", "")), settings.fhir_base, f"Bundle.entry[{i}]"
-            )[0]
+            rtype = parse_entry_url(url, settings.fhir_base, f"Bundle.entry[{i}]")[0]
         except BadRequest:
             continue  # the entry itself is refused when it runs, naming its URL
         if rtype not in _SUPPORTED:
@@ -198,6 +184,7 @@ async def transaction_or_batch(
                 expression=f"Bundle.entry[{i}].request.url",
             )
         _authorize(principal, rtype, "read" if method == "GET" else "write")
+    bundle, _report = await offload.run(len(raw), read_resource, raw, limits, "Bundle")
     return fhir_response(await data.bundle(bundle))
 
 
@@ -252,7 +239,7 @@ async def search_type_post(
     return await _search(request, data, settings, resource_type, items)
 
 
-@router.post("/{resource_type}")
+@router.post("/{resource_type}", openapi_extra=RESOURCE_BODY)
 async def create(
     resource_type: str,
     request: Request,
@@ -267,8 +254,7 @@ async def create(
     """
     _check_type(resource_type)
     _authorize(principal, resource_type, "write")
-    body = await _body(request, settings)
-    resource, report = _checked(body, resource_type, status_422=False)
+    resource, report = await _resource(request, settings, resource_type)
     result = await data.create(resource, if_none_exist=request.headers.get("if-none-exist"))
     if result.matched_existing:
         return fhir_response(
@@ -312,7 +298,7 @@ async def read(
     return fhir_response(resource, headers=_read_headers(resource))
 
 
-@router.put("/{resource_type}/{resource_id}")
+@router.put("/{resource_type}/{resource_id}", openapi_extra=RESOURCE_BODY)
 async def update(
     resource_type: str,
     resource_id: str,
@@ -329,10 +315,9 @@ async def update(
     _check_type(resource_type)
     _check_id(resource_id)
     _authorize(principal, resource_type, "write")
-    body = await _body(request, settings)
-    if body.get("id") != resource_id:
+    resource, report = await _resource(request, settings, resource_type)
+    if resource.get("id") != resource_id:
         raise BadRequest("the resource's id must equal the id in the URL", expression="id")
-    resource, report = _checked(body, resource_type, status_422=False)
     result = await data.update(
         resource_type, resource_id, resource, if_match=request.headers.get("if-match")
     )

@@ -16,11 +16,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.api.fhir import _authorize, _body, _check_id, _check_type
+from gateway.api.fhir import RESOURCE_BODY, _authorize, _body, _check_id, _check_type
 from gateway.api.responses import fhir_response
 from gateway.deps import DataDep, PrincipalDep, SettingsDep
 from gateway.errors import BadRequest, NotFound
-from profiles import ValidationIssue, ValidationReport, outcome, validate
+from gateway.jobs import offload_for, validation_report
+from profiles import ValidationIssue, ValidationReport, outcome
 from profiles.fhir_release import is_resource_type
 
 router = APIRouter(tags=["FHIR"])
@@ -122,14 +123,20 @@ async def _validate(
             f"$validate on {expected_type} got a {resource.get('resourceType')}",
             expression="resourceType",
         )
-    report = validate(resource, profile=profile)
+    if not is_resource_type(str(resource.get("resourceType", ""))):
+        raise BadRequest(
+            "resourceType is missing or not a FHIR R4 resource type", expression="resourceType"
+        )
+    # Profile checks evaluate FHIRPath: a large resource is checked in a worker.
+    size = int(request.headers.get("content-length") or 0)
+    report = await offload_for(settings).run(size, validation_report, resource, profile)
     extra = _mode_issues(mode, resource, resource_id)
     if extra:
         report = ValidationReport((*report.issues, *extra), report.profiles)
     return fhir_response(outcome(report))
 
 
-@router.post("/$validate")
+@router.post("/$validate", openapi_extra=RESOURCE_BODY)
 async def validate_any(
     request: Request, principal: PrincipalDep, data: DataDep, settings: SettingsDep
 ) -> Response:
@@ -137,7 +144,7 @@ async def validate_any(
     return await _validate(request, principal, settings, data, None, None)
 
 
-@router.post("/{resource_type}/$validate")
+@router.post("/{resource_type}/$validate", openapi_extra=RESOURCE_BODY)
 async def validate_type(
     resource_type: str,
     request: Request,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from consent import (
     ADDRESSEE_SYSTEM,
@@ -49,6 +49,7 @@ from gateway.ingest.linking import (
     token_criteria,
 )
 from gateway.ingest.sender import SENDER_XPATH, DocumentSender, document_sender, registered_sender
+from gateway.limits import xml_limit_error
 from gateway.participants.directory import Participant, ParticipantDirectory
 from gateway.participants.identifiers import CVR, EAN, MUNICIPALITY, SOR, YDER
 from gateway.store.repository import Store, WriteResult
@@ -58,9 +59,14 @@ from mappings import (
     MappingIssue,
     MappingResult,
     SourceDocument,
+    XmlLimitExceeded,
+    XmlLimits,
     map_document,
 )
 from profiles import validate_incoming
+
+if TYPE_CHECKING:
+    from gateway.jobs import Offload
 
 Status = Literal["accepted", "unchanged", "updated"]
 SHA256_SYSTEM = "http://brobygger.dk/fhir/sid/sha256"
@@ -112,7 +118,10 @@ def _issue(issue: MappingIssue) -> Issue:
 
 
 def mapping_error(exc: MappingError, max_bytes: int) -> GatewayError:
-    """Not XML / not a known format → 400; breaks the format's rules → 422."""
+    """Not XML / not a known format → 400; breaks the format's rules → 422; beyond a
+    structural limit → 400 naming the limit."""
+    if isinstance(exc, XmlLimitExceeded):
+        return xml_limit_error(exc)
     issues = [_issue(i) for i in exc.issues]
     if any("larger than the limit" in i.text for i in exc.issues):
         return PayloadTooLarge(f"the document is larger than {max_bytes} bytes", issues=issues)
@@ -122,12 +131,52 @@ def mapping_error(exc: MappingError, max_bytes: int) -> GatewayError:
 
 
 def _map(
-    xml_bytes: bytes, format: str | None, now: datetime, sender: str | None, max_bytes: int
+    xml_bytes: bytes,
+    format: str | None,
+    now: datetime,
+    sender: str | None,
+    max_bytes: int,
+    limits: XmlLimits | None = None,
 ) -> MappingResult:
     try:
-        return map_document(xml_bytes, format=format, now=now, sender=sender, max_bytes=max_bytes)
+        return map_document(
+            xml_bytes, format=format, now=now, sender=sender, max_bytes=max_bytes, limits=limits
+        )
     except MappingError as exc:
         raise mapping_error(exc, max_bytes) from exc
+
+
+@dataclass(slots=True)
+class Checked:
+    """What the worker made of a document: the mapping, its warnings, and the validation
+    error (raised by the caller only after it has checked the scopes)."""
+
+    mapped: MappingResult
+    warnings: list[Issue]
+    invalid: UnprocessableResource | None = None
+
+
+def map_and_validate(
+    xml_bytes: bytes,
+    format: str | None,
+    now: datetime,
+    sender: str | None,
+    max_bytes: int,
+    limits: XmlLimits | None,
+) -> Checked:
+    """The CPU-heavy part of ingest (pure: a worker process runs it, ``gateway.workers``)."""
+    mapped = _map(xml_bytes, format, now, sender, max_bytes, limits)
+    warnings = [_issue(i) for i in mapped.warnings]
+    try:
+        warnings += validate_bundle(mapped.bundle)
+    except UnprocessableResource as exc:
+        return Checked(mapped, warnings, exc)
+    return Checked(mapped, warnings)
+
+
+# Every document is kept as a DocumentReference with its Provenance: a token that may not
+# write those is refused before the document is read.
+RECORD_TYPES = frozenset({"DocumentReference", "Provenance"})
 
 
 def validate_bundle(
@@ -349,6 +398,8 @@ async def ingest(
     max_bytes: int = MAX_DOCUMENT_BYTES,
     authorize: Callable[[set[str]], None] | None = None,
     principal: Principal | None = None,
+    limits: XmlLimits | None = None,
+    offload: Offload | None = None,
 ) -> IngestResult:
     """Store one source document; see the module docstring for the steps.
 
@@ -367,6 +418,8 @@ async def ingest(
         now=now,
         max_bytes=max_bytes,
         authorize=authorize,
+        limits=limits,
+        offload=offload,
     )
     # The document is stored as its sender would store it (the operator's import of a
     # registered sender's file too); only an unregistered sender's file is the operator's own.
@@ -400,13 +453,32 @@ async def prepare(
     now: datetime,
     max_bytes: int = MAX_DOCUMENT_BYTES,
     authorize: Callable[[set[str]], None] | None = None,
+    limits: XmlLimits | None = None,
+    offload: Offload | None = None,
 ) -> Prepared:
-    """The steps before the transaction: map, authorize, validate, check the sender."""
-    mapped = _map(xml_bytes, format, now, sender_participant, max_bytes)
+    """The steps before the transaction: authorize, map and validate, check the sender.
+
+    Scopes and the sender's registration are checked before the document is read; reading,
+    mapping and validating run in a worker process when ``offload`` is given (the HTTP and
+    messaging doors), inline otherwise (``brobygger import``).
+    """
+    if authorize is not None:
+        authorize(set(RECORD_TYPES))
+    if sender_participant is not None:
+        directory = ParticipantDirectory(store.database)
+        if await directory.find(sender_participant) is None:
+            raise Forbidden("the authenticated client is not a registered participant")
+    args = (xml_bytes, format, now, sender_participant, max_bytes, limits)
+    if offload is not None:
+        checked = await offload.always(map_and_validate, *args)
+    else:
+        checked = map_and_validate(*args)
+    mapped = checked.mapped
     if authorize is not None:
         authorize({e["resource"]["resourceType"] for e in mapped.bundle.get("entry", [])})
-    warnings = [_issue(i) for i in mapped.warnings]
-    warnings += validate_bundle(mapped.bundle)
+    if checked.invalid is not None:
+        raise checked.invalid
+    warnings = checked.warnings
     sender, sender_warnings = await _check_sender(store, mapped, sender_participant)
     warnings += sender_warnings
     author = sender.name if sender is not None else UNREGISTERED_AUTHOR

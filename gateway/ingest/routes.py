@@ -9,7 +9,9 @@ from gateway.api.responses import fhir_response
 from gateway.clock import SYSTEM_CLOCK
 from gateway.deps import DataDep, PrincipalDep, SettingsDep
 from gateway.errors import Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
-from gateway.ingest.pipeline import ingest
+from gateway.ingest.pipeline import RECORD_TYPES, ingest
+from gateway.jobs import offload_for
+from gateway.limits import xml_limits
 from mappings import FORMATS, MAX_DOCUMENT_BYTES
 
 router = APIRouter(tags=["ingest"])
@@ -39,6 +41,14 @@ async def ingest_document(
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in _XML_TYPES:
         raise UnsupportedMediaType("send application/xml", expression="Content-Type")
+
+    def authorize(types: set[str]) -> None:
+        missing = sorted(t for t in types if not principal.allows(t, "write"))
+        if missing:
+            raise Forbidden(f"the access token has no scope to write {', '.join(missing)}")
+
+    # Scope before the body is even read: reading a document is the expensive part.
+    authorize(set(RECORD_TYPES))
     limit = min(settings.max_body_bytes, MAX_DOCUMENT_BYTES)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -46,11 +56,6 @@ async def ingest_document(
     body = await request.body()
     if len(body) > limit:
         raise PayloadTooLarge(f"the document is larger than {limit} bytes")
-
-    def authorize(types: set[str]) -> None:
-        missing = sorted(t for t in types if not principal.allows(t, "write"))
-        if missing:
-            raise Forbidden(f"the access token has no scope to write {', '.join(missing)}")
 
     result = await ingest(
         data.store,
@@ -62,6 +67,8 @@ async def ingest_document(
         now=getattr(request.app.state, "clock", SYSTEM_CLOCK).now(),
         max_bytes=limit,
         authorize=authorize,
+        limits=xml_limits(settings, limit),
+        offload=offload_for(settings),
     )
     response = result.response
     if result.warnings:

@@ -133,6 +133,8 @@ def _b64_json_header(token: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
         header = json.loads(raw)
+    except RecursionError as exc:
+        raise NotJose("the JOSE header nests too deep", expression="body") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise NotJose("the JOSE header is not base64url JSON", expression="body") from exc
     if not isinstance(header, dict):

@@ -46,6 +46,8 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.ingest import pipeline
+from gateway.jobs import offload_for
+from gateway.limits import JsonLimits, json_limits, load_json, xml_limits
 from gateway.messaging import acks, records
 from gateway.messaging.envelope import MEDIA_TYPE, WrongSigner, open_envelope, verify
 from gateway.messaging.keys import gateway_encryption_keys, signing_keys
@@ -180,7 +182,9 @@ class Inbound:
                     expression="Content-Type",
                 )
             try:
-                bundle = _plain_bundle(body, PLAIN_MEDIA_TYPES[media_type])
+                bundle = _plain_bundle(
+                    body, PLAIN_MEDIA_TYPES[media_type], json_limits(self.settings)
+                )
             except NotFhirXml as exc:
                 # Readable XML that the R4 models refuse: an authentic message that will never
                 # be accepted, acknowledged by its MessageHeader.id like a JSON one.
@@ -189,24 +193,20 @@ class Inbound:
             # Kept as received (the authenticated TLS connection and token vouch for it).
             signed = body.decode("utf-8", errors="replace")
         elif media_type == MEDIA_TYPE:
+            # The sender before the envelope: decrypting is work an unknown client gets none of.
+            client = await self._client()
             opened = open_envelope(body, gateway_encryption_keys(self.settings), max_bytes=limit)
             if not opened.encrypted and self.settings.message_encryption == "required":
                 raise BadRequest(
                     "this gateway accepts encrypted messages only (a JWE holding the JWS)",
                     expression="body",
                 )
-            client = await self._client()
             await self._check_signer(opened.header.get("kid"), client)
             verify(opened, signing_keys(client), who=client.name)
             signed = opened.signed
-            try:
-                bundle = fhir_json.loads(opened.payload)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise BadRequest("the signed payload is not JSON", expression="body") from exc
-            except RecursionError as exc:
-                raise BadRequest(
-                    "the signed payload is nested too deeply", expression="body"
-                ) from exc
+            bundle = load_json(
+                opened.payload, json_limits(self.settings), what="the signed payload"
+            )
         else:
             raise UnsupportedMediaType(
                 f"send the message as {MEDIA_TYPE} (a JWE holding a JWS); a participant "
@@ -406,12 +406,19 @@ class Inbound:
                 now=now,
                 max_bytes=MAX_DOCUMENT_BYTES,
                 authorize=self._authorize,
+                limits=xml_limits(self.settings, MAX_DOCUMENT_BYTES),
+                offload=offload_for(self.settings),
             )
             content = [e["resource"] for e in prepared.bundle.get("entry", [])]
         else:
-            pipeline.validate_bundle(parsed.bundle, channel="messaging")
             content = list(_content(parsed.bundle))
             self._authorize({r["resourceType"] for r in content})
+            # Scopes first; validating is the costly part (a large Bundle: in a worker).
+            await offload_for(self.settings).run(
+                len(signed),
+                functools.partial(pipeline.validate_bundle, channel="messaging"),
+                parsed.bundle,
+            )
         for resource in content:
             if resource.get("resourceType") in ("Consent", "AuditEvent"):
                 raise MessageInvalid(
@@ -608,7 +615,7 @@ class NotFhirXml(Exception):
         self.issues = issues
 
 
-def _plain_bundle(body: bytes, syntax: str) -> Any:
+def _plain_bundle(body: bytes, syntax: str, limits: JsonLimits) -> Any:
     """The message Bundle of a plain request: JSON, or FHIR XML read by the FHIR models'
     own XML reader through a hardened lxml parser (profiles.fhir_release)."""
     if syntax == "xml":
@@ -620,12 +627,7 @@ def _plain_bundle(body: bytes, syntax: str) -> Any:
             if header_id and all(i.expression != "/" for i in exc.issues):
                 raise NotFhirXml(header_id, provenance, issues) from exc
             raise BadRequest("the body is not a FHIR resource in XML", issues=issues) from exc
-    try:
-        return fhir_json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("the body is not JSON", expression="body") from exc
-    except RecursionError as exc:  # nesting no FHIR resource has
-        raise BadRequest("the body is nested too deeply", expression="body") from exc
+    return load_json(body, limits, what="the message")
 
 
 _SYSTEM_NAMES = {SOR: "SOR", EAN: "EAN", YDER: "YDER", CVR: "CVR"}

@@ -31,6 +31,7 @@ from gateway.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from gateway.limits import json_limits, load_json
 from gateway.messaging import envelope, outbound, records
 from gateway.messaging.keys import gateway_encryption_keys, signing_keys
 from gateway.messaging.records import Delivery, MessageRecord
@@ -40,7 +41,6 @@ from gateway.settings import Settings
 from gateway.store.database import Database
 from gateway.store.repository import Store
 from gateway.store.schema import deliveries, messages
-from profiles import fhir_json
 
 FHIR_JSON = "application/fhir+json"
 
@@ -297,11 +297,8 @@ async def _jose_body(request: Request, settings: Settings) -> tuple[bytes, str]:
     return body, media
 
 
-def _read_bundle(payload: bytes) -> dict[str, Any]:
-    try:
-        bundle = fhir_json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("the signed payload is not JSON", expression="body") from exc
+def _read_bundle(payload: bytes, settings: Settings) -> dict[str, Any]:
+    bundle = load_json(payload, json_limits(settings), what="the signed payload")
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise BadRequest("the signed payload is not a Bundle", expression="body")
     return bundle
@@ -369,14 +366,14 @@ async def acknowledge(
                 f"Acknowledgement as {envelope.MEDIA_TYPE}",
                 expression="Content-Type",
             )
-        ack_bundle = _read_bundle(body)
+        ack_bundle = _read_bundle(body, settings)
         signed = body.decode("utf-8", errors="replace")
     else:
         opened = envelope.open_envelope(
             body, gateway_encryption_keys(settings), max_bytes=settings.max_body_bytes
         )
         envelope.verify(opened, signing_keys(participant), who=caller)
-        ack_bundle = _read_bundle(opened.payload)
+        ack_bundle = _read_bundle(opened.payload, settings)
         signed = opened.signed
     info = outbound.read_ack_header(ack_bundle)
     if info.acknowledged != record.message_id:

@@ -23,7 +23,7 @@ from typing import Any
 from gateway.errors import BadRequest, Issue, UnprocessableResource
 from gateway.participants.directory import Participant
 from gateway.participants.identifiers import UNIQUE_SYSTEMS, normalise_identifier
-from gateway.search.dates import format_instant
+from gateway.search.dates import format_instant, has_valid_offset
 
 MEDCOM_EVENTS = "http://medcomfhir.dk/ig/terminology/CodeSystem/medcom-messaging-eventCodes"
 OUR_EVENTS = "http://brobygger.dk/fhir/CodeSystem/message-event"
@@ -200,7 +200,7 @@ def _destination_use(destination: dict[str, Any]) -> str | None:
 
 
 def parse_timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str) or "T" not in value:
+    if not isinstance(value, str) or "T" not in value or not has_valid_offset(value):
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -81,7 +81,10 @@ class OperationsMiddleware:
                 outcome = operation_outcome(
                     [Issue("exception", "internal error; see the gateway log")]
                 )
-                await fhir_response(outcome, status_code=500)(scope, receive, send_with_request_id)
+                # The exception goes on to the server, which then drops the connection: say
+                # so, or a keep-alive client sends its next request into a closed socket.
+                response = fhir_response(outcome, status_code=500, headers={"Connection": "close"})
+                await response(scope, receive, send_with_request_id)
             raise
         finally:
             seconds = time.perf_counter() - started_at

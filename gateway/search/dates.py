@@ -8,11 +8,19 @@ from datetime import UTC, datetime, timedelta
 MIN_INSTANT = datetime(1, 1, 1)
 MAX_INSTANT = datetime(9999, 12, 31, 23, 59, 59)
 
+# A time-zone offset as FHIR allows it: -14:00 … +14:00 (the dateTime regex of R4).
+UTC_OFFSET = r"Z|[+-](?:(?:0\d|1[0-3]):[0-5]\d|14:00)"
+_OFFSET_RE = re.compile(rf"(?:{UTC_OFFSET})$")
 _DATE_RE = re.compile(
     r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
     r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?P<fraction>\.\d+)?)?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+    rf"(?P<tz>{UTC_OFFSET})?)?)?)?$"
 )
+
+
+def has_valid_offset(value: str) -> bool:
+    """True when a date-time string ends in ``Z`` or an offset within ±14:00."""
+    return bool(_OFFSET_RE.search(value))
 
 
 def _add_months(moment: datetime, months: int) -> datetime:

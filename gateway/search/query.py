@@ -15,6 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, and_, false, not_, or_, select
 
 from gateway.errors import BadRequest, Issue, UnknownSearchParameter
+from gateway.limits import SearchLimits, exceeded
 from gateway.search.dates import date_range
 from gateway.search.indexing import normalize, split_reference
 from gateway.search.parameters import (
@@ -387,8 +388,11 @@ def parse_search(
     default_count: int = 50,
     max_count: int = 500,
     row: Any = resources,
+    limits: SearchLimits | None = None,
 ) -> SearchRequest:
-    """Read the query into a SearchRequest; raises BadRequest/UnknownSearchParameter."""
+    """Read the query into a SearchRequest; raises BadRequest/UnknownSearchParameter, and
+    ``LimitExceeded`` (400) for a query beyond the search limits."""
+    check_limits(items, limits or SearchLimits())
     request = SearchRequest(resource_type, count=default_count)
     builder = _Builder(fhir_base)
     for key, raw in items:
@@ -407,6 +411,48 @@ def parse_search(
             continue
         request.link_params.append((key, raw))
     return request
+
+
+_NOT_CRITERIA = frozenset({"_count", "_offset", "_format", "_pretty", "_total", "_summary"})
+
+
+def check_limits(items: list[tuple[str, str]], limits: SearchLimits) -> None:
+    """The search limits, checked before any condition is built (each names its setting).
+
+    Beyond them a query would be refused by the database (SQLite's expression depth) or
+    cost everyone else: the client's own doing, a 400 — never "store unavailable".
+    """
+    criteria = [(k, v) for k, v in items if k.split(":")[0] not in _NOT_CRITERIA]
+    if len(criteria) > limits.max_parameters:
+        raise exceeded("search_max_parameters", limits.max_parameters, "too many search parameters")
+    includes = 0
+    for key, raw in criteria:
+        base_key = key.split(":")[0]
+        if base_key in ("_include", "_revinclude"):
+            includes += 1
+            if includes > limits.max_includes:
+                raise exceeded(
+                    "search_max_includes",
+                    limits.max_includes,
+                    "too many _include and _revinclude parameters",
+                    key,
+                )
+            continue
+        # a.b.c chains and _has:T:p:_has:… both nest one query in another per level.
+        depth = key.count(".") + key.count("_has:")
+        if depth > limits.max_chain_depth:
+            raise exceeded(
+                "search_max_chain_depth", limits.max_chain_depth, "the chain is too deep", key
+            )
+        if raw.count(",") >= limits.max_or_values and len(split_values(raw)) > (
+            limits.max_or_values
+        ):
+            raise exceeded(
+                "search_max_or_values",
+                limits.max_or_values,
+                "too many values in one search parameter",
+                key,
+            )
 
 
 def _apply_result_param(request: SearchRequest, key: str, raw: str, max_count: int) -> None:
@@ -448,6 +494,7 @@ __all__ = [
     "Include",
     "SearchRequest",
     "SortKey",
+    "check_limits",
     "date_condition",
     "parse_search",
     "split_values",

@@ -48,6 +48,7 @@ from gateway.errors import (
     PreconditionFailed,
     StoreUnavailable,
 )
+from gateway.limits import SearchLimits, exceeded
 from gateway.search.dates import format_instant, utc_now
 from gateway.search.indexing import index_resource
 from gateway.search.query import Include, SearchRequest, SortKey, parse_search
@@ -568,6 +569,8 @@ class Store:
         self._analyze_after = 1
         # The app's AuditWriter (gateway.store.audit_writer), when one is running.
         self.audit_writer: Any = None
+        # The app sets its settings' search limits (gateway.limits).
+        self.search_limits = SearchLimits()
 
     # --- transactions ---------------------------------------------------------------------
 
@@ -746,6 +749,7 @@ class Store:
             lenient=lenient,
             default_count=default_count,
             max_count=max_count,
+            limits=self.search_limits,
         )
 
     def _order(self, request: SearchRequest) -> list[Any]:
@@ -879,17 +883,23 @@ class Store:
         seen = {(r["resourceType"], r["id"]) for r in matches}
         included: list[dict[str, Any]] = []
         frontier = list(seen)
+        cap = self.search_limits.max_included_resources
+
+        def room(new: list[dict[str, Any]]) -> int:
+            # One row more than the cap allows: reaching it means the cap is exceeded.
+            return cap - len(included) - len(new) + 1
+
         for depth in range(3):
             new: list[dict[str, Any]] = []
             for inc in request.includes:
                 if depth > 0 and not inc.iterate:
                     continue
-                new += await self._forward(conn, inc, frontier, seen)
+                new += await self._forward(conn, inc, frontier, seen, room(new))
             if depth == 0 or any(i.iterate for i in request.revincludes):
                 for inc in request.revincludes:
                     if depth > 0 and not inc.iterate:
                         continue
-                    new += await self._reverse(conn, inc, frontier, seen)
+                    new += await self._reverse(conn, inc, frontier, seen, room(new))
             included += new
             frontier = [(r["resourceType"], r["id"]) for r in new]
             if not frontier or not any(i.iterate for i in request.includes + request.revincludes):
@@ -902,6 +912,7 @@ class Store:
         inc: Include,
         frontier: Sequence[tuple[str, str]],
         seen: set[tuple[str, str]],
+        room: int,
     ) -> list[dict[str, Any]]:
         ids = [rid for rtype, rid in frontier if rtype == inc.source_type]
         if not ids:
@@ -918,7 +929,7 @@ class Store:
             tuple_(resources.c.type, resources.c.id).in_(targets),
             resources.c.deleted == false(),
         )
-        return self._new_rows(await conn.execute(query), seen)
+        return await self._included_rows(conn, query, seen, room)
 
     async def _reverse(
         self,
@@ -926,25 +937,38 @@ class Store:
         inc: Include,
         frontier: Sequence[tuple[str, str]],
         seen: set[tuple[str, str]],
+        room: int,
     ) -> list[dict[str, Any]]:
-        pairs = [
-            and_(idx_reference.c.target_type == rtype, idx_reference.c.target_id == rid)
-            for rtype, rid in frontier
-            if inc.target_type in (None, rtype)
-        ]
+        pairs = [(rtype, rid) for rtype, rid in frontier if inc.target_type in (None, rtype)]
         if not pairs:
             return []
+        # A row-value IN, not one OR per pair: SQLite refuses expressions over 1000 deep.
         sources = select(idx_reference.c.id).where(
             idx_reference.c.type == inc.source_type,
             idx_reference.c.param == inc.param,
-            or_(*pairs),
+            tuple_(idx_reference.c.target_type, idx_reference.c.target_id).in_(pairs),
         )
         query = select(resources.c.type, resources.c.id, resources.c.content).where(
             resources.c.type == inc.source_type,
             resources.c.id.in_(sources),
             resources.c.deleted == false(),
         )
-        return self._new_rows(await conn.execute(query), seen)
+        return await self._included_rows(conn, query, seen, room)
+
+    async def _included_rows(
+        self, conn: AsyncConnection, query: Select[Any], seen: set[tuple[str, str]], room: int
+    ) -> list[dict[str, Any]]:
+        rows = (await conn.execute(query.limit(max(room, 1)))).all()
+        if len(rows) >= room:
+            cap = self.search_limits.max_included_resources
+            raise exceeded(
+                "search_max_included_resources",
+                cap,
+                "_include/_revinclude would add too many resources to one page; "
+                "ask for a smaller _count",
+                "_include",
+            )
+        return self._new_rows(rows, seen)
 
     @staticmethod
     def _new_rows(rows: Any, seen: set[tuple[str, str]]) -> list[dict[str, Any]]:
