@@ -32,21 +32,16 @@ from sqlalchemy.exc import IntegrityError
 
 from consent import AUTHOR_KIND_SYSTEM, author_of
 from gateway.clock import Clock, today
+from gateway.coordination.notices import notice_bundle
 from gateway.coordination.plan import push_plan_changes
 from gateway.data.path import DataPath
 from gateway.messaging import envelope, records
-from gateway.messaging.message import (
-    OUR_EVENTS,
-    message_bundle,
-    organization_entry,
-    provenance_entry,
-)
 from gateway.participants.directory import (
     Participant,
     ParticipantDirectory,
     organization_id_for,
 )
-from gateway.search.dates import format_instant, utc_now
+from gateway.search.dates import utc_now
 from gateway.settings import Settings
 from gateway.store.repository import Store
 from mappings._codes import identifier_system
@@ -133,43 +128,15 @@ async def _open_deadlines(data: DataPath) -> list[dict[str, Any]]:
 def _notice(
     task: dict[str, Any], owner: Participant, base: str, gateway: Participant
 ) -> dict[str, Any]:
-    header_id = notification_id(str(task["id"]), _due(task) or "")
-    moment = format_instant(utc_now())
-    sender_entry = organization_entry(gateway, base)
-    receiver_entry = organization_entry(owner, base)
-    task_url = f"{base}/Task/{task['id']}"
-    header_url = f"urn:uuid:{header_id}"
-    header = {
-        "resourceType": "MessageHeader",
-        "id": header_id,
-        "eventCoding": {"system": OUR_EVENTS, "code": NOTICE_EVENT},
-        "destination": [
-            {
-                "endpoint": owner.endpoint or f"{base}/mailbox/{owner.name}",
-                "receiver": {"reference": receiver_entry["fullUrl"]},
-            }
-        ],
-        "sender": {"reference": sender_entry["fullUrl"]},
-        "source": {"endpoint": f"{base}/participant/{GATEWAY_SENDER}"},
-        "reason": {"text": "Fristen er overskredet"},
-        "focus": [{"reference": task_url}],
-    }
-    provenance = provenance_entry(
+    return notice_bundle(
         base=base,
-        header_url=header_url,
-        agent_url=sender_entry["fullUrl"],
-        activity="new-message",
-        moment=moment,
-    )
-    return message_bundle(
-        moment,
-        [
-            {"fullUrl": header_url, "resource": header},
-            {"fullUrl": task_url, "resource": task},
-            provenance,
-            sender_entry,
-            receiver_entry,
-        ],
+        header_id=notification_id(str(task["id"]), _due(task) or ""),
+        event_code=NOTICE_EVENT,
+        sender=gateway,
+        source_name=GATEWAY_SENDER,
+        receivers=[owner],
+        reason="Fristen er overskredet",
+        focus=task,
     )
 
 

@@ -20,17 +20,12 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from consent import author_of
+from gateway.coordination.notices import notice_bundle
 from gateway.data.path import DataPath
 from gateway.errors import NotFound
 from gateway.messaging import envelope, records
-from gateway.messaging.message import (
-    OUR_EVENTS,
-    message_bundle,
-    organization_entry,
-    provenance_entry,
-)
 from gateway.participants.directory import Participant, ParticipantDirectory
-from gateway.search.dates import format_instant, utc_now
+from gateway.search.dates import utc_now
 from gateway.settings import Settings
 from gateway.store.repository import Store
 from mappings.coordination import COORDINATED_RETURN, GOAL_PLAN_URL, PlanView
@@ -180,43 +175,15 @@ def _notice(
     base: str,
     gateway: Participant,
 ) -> dict[str, Any]:
-    moment = format_instant(utc_now())
-    sender_entry = organization_entry(gateway, base)
-    receiver_entries = [organization_entry(r, base) for r in receivers]
-    part_url = f"{base}/{part['resourceType']}/{part['id']}"
-    header_url = f"urn:uuid:{header_id}"
-    header = {
-        "resourceType": "MessageHeader",
-        "id": header_id,
-        "eventCoding": {"system": OUR_EVENTS, "code": PLAN_EVENT},
-        "destination": [
-            {
-                "endpoint": r.endpoint or f"{base}/mailbox/{r.name}",
-                "receiver": {"reference": e["fullUrl"]},
-            }
-            for r, e in zip(receivers, receiver_entries, strict=True)
-        ],
-        "sender": {"reference": sender_entry["fullUrl"]},
-        "source": {"endpoint": f"{base}/participant/{PLAN_SENDER}"},
-        "reason": {"text": "Den fælles plan er ændret"},
-        "focus": [{"reference": part_url}],
-    }
-    provenance = provenance_entry(
+    return notice_bundle(
         base=base,
-        header_url=header_url,
-        agent_url=sender_entry["fullUrl"],
-        activity="new-message",
-        moment=moment,
-    )
-    return message_bundle(
-        moment,
-        [
-            {"fullUrl": header_url, "resource": header},
-            {"fullUrl": part_url, "resource": part},
-            provenance,
-            sender_entry,
-            *receiver_entries,
-        ],
+        header_id=header_id,
+        event_code=PLAN_EVENT,
+        sender=gateway,
+        source_name=PLAN_SENDER,
+        receivers=receivers,
+        reason="Den fælles plan er ændret",
+        focus=part,
     )
 
 
