@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -32,16 +31,15 @@ from sqlalchemy.exc import IntegrityError
 
 from consent import AUTHOR_KIND_SYSTEM, author_of
 from gateway.clock import Clock, today
-from gateway.coordination.notices import notice_bundle
+from gateway.coordination.notices import notice_bundle, record_notice
 from gateway.coordination.plan import push_plan_changes
 from gateway.data.path import DataPath
-from gateway.messaging import envelope, records
+from gateway.messaging import records
 from gateway.participants.directory import (
     Participant,
     ParticipantDirectory,
     organization_id_for,
 )
-from gateway.search.dates import utc_now
 from gateway.settings import Settings
 from gateway.store.repository import Store
 from mappings._codes import identifier_system
@@ -345,29 +343,14 @@ async def refresh_deadlines(store: Store, settings: Settings, clock: Clock) -> R
                 message_id = notification_id(str(task["id"]), due)
                 if await records.find_message(writer.conn, GATEWAY_SENDER, message_id):
                     continue
-                bundle = _notice(current, owner, base, gateway)
-                canonical = envelope.canonical_json(bundle)
-                record = records.MessageRecord(
-                    key=str(uuid.uuid4()),
+                await record_notice(
+                    writer,
                     sender=GATEWAY_SENDER,
                     message_id=message_id,
                     event=NOTICE_EVENT,
-                    received_at=utc_now(),
-                    content_sha256=hashlib.sha256(canonical).hexdigest(),
-                    bundle=bundle,
-                    signed="",
-                    ack_code="ok",
-                    ack={},
+                    bundle=_notice(current, owner, base, gateway),
                     resources=[ref],
-                    reply_to=None,
-                )
-                await records.insert_message(writer, record)
-                await records.insert_delivery(
-                    writer,
-                    record.key,
-                    owner.name,
-                    role="primary",
-                    mode="endpoint" if owner.endpoint else "mailbox",
+                    receivers=[owner],
                 )
                 report.notified.append((ref, owner.name))
         except IntegrityError:

@@ -7,8 +7,11 @@ focus: the header, the Provenance and the organisation entries are built here on
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from typing import Any
 
+from gateway.messaging import envelope, records
 from gateway.messaging.message import (
     OUR_EVENTS,
     message_bundle,
@@ -18,7 +21,7 @@ from gateway.messaging.message import (
 from gateway.participants.directory import Participant
 from gateway.search.dates import format_instant, utc_now
 
-__all__ = ["notice_bundle"]
+__all__ = ["notice_bundle", "record_notice"]
 
 
 def notice_bundle(
@@ -71,3 +74,40 @@ def notice_bundle(
             *receiver_entries,
         ],
     )
+
+
+async def record_notice(
+    writer: records.Transaction,
+    *,
+    sender: str,
+    message_id: str,
+    event: str,
+    bundle: dict[str, Any],
+    resources: list[str],
+    receivers: list[Participant],
+) -> None:
+    """Store a notice as a message from ``sender`` with one pending delivery per receiver (the
+    outbound worker delivers it like any other message)."""
+    record = records.MessageRecord(
+        key=str(uuid.uuid4()),
+        sender=sender,
+        message_id=message_id,
+        event=event,
+        received_at=utc_now(),
+        content_sha256=hashlib.sha256(envelope.canonical_json(bundle)).hexdigest(),
+        bundle=bundle,
+        signed="",
+        ack_code="ok",
+        ack={},
+        resources=resources,
+        reply_to=None,
+    )
+    await records.insert_message(writer, record)
+    for receiver in receivers:
+        await records.insert_delivery(
+            writer,
+            record.key,
+            receiver.name,
+            role="primary",
+            mode="endpoint" if receiver.endpoint else "mailbox",
+        )

@@ -11,7 +11,6 @@ is never told more than it may read. Idempotent: a part's version is announced o
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -20,12 +19,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from consent import author_of
-from gateway.coordination.notices import notice_bundle
+from gateway.coordination.notices import notice_bundle, record_notice
 from gateway.data.path import DataPath
 from gateway.errors import NotFound
-from gateway.messaging import envelope, records
+from gateway.messaging import records
 from gateway.participants.directory import Participant, ParticipantDirectory
-from gateway.search.dates import utc_now
 from gateway.settings import Settings
 from gateway.store.repository import Store
 from mappings.coordination import COORDINATED_RETURN, GOAL_PLAN_URL, PlanView
@@ -224,32 +222,16 @@ async def push_plan_changes(store: Store, settings: Settings) -> PushReport:
                 async with data.write("plan change") as writer:
                     if await records.find_message(writer.conn, PLAN_SENDER, message_id):
                         continue
-                    bundle = _notice(part, message_id, receivers, settings.fhir_base, gateway)
-                    canonical = envelope.canonical_json(bundle)
-                    record = records.MessageRecord(
-                        key=str(uuid.uuid4()),
+                    await record_notice(
+                        writer,
                         sender=PLAN_SENDER,
                         message_id=message_id,
                         event=PLAN_EVENT,
-                        received_at=utc_now(),
-                        content_sha256=hashlib.sha256(canonical).hexdigest(),
-                        bundle=bundle,
-                        signed="",
-                        ack_code="ok",
-                        ack={},
+                        bundle=_notice(part, message_id, receivers, settings.fhir_base, gateway),
                         resources=[ref],
-                        reply_to=None,
+                        receivers=receivers,
                     )
-                    await records.insert_message(writer, record)
-                    for receiver in receivers:
-                        await records.insert_delivery(
-                            writer,
-                            record.key,
-                            receiver.name,
-                            role="primary",
-                            mode="endpoint" if receiver.endpoint else "mailbox",
-                        )
-                        report.notices.append((f"{ref}@{version}", receiver.name))
+                    report.notices += [(f"{ref}@{version}", r.name) for r in receivers]
             except IntegrityError:
                 log.info("plan change %s@%s: announced by another worker", ref, version)
     return report
